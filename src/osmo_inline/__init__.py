@@ -1,0 +1,1 @@
+"""osmo-inline client: flags -> payload -> rendered, validated spec -> osmo CLI or local run."""

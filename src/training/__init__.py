@@ -1,0 +1,1 @@
+"""Runtime that runs inside the training container: python -m training.launch."""

@@ -1,0 +1,1 @@
+"""Run code under each rsl-rl version that Isaac Lab images ship (filled in by the backend work)."""
