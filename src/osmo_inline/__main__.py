@@ -1,0 +1,7 @@
+"""`python -m osmo_inline`: the same as the `submit-training` console script."""
+
+import sys
+
+from osmo_inline.cli import main
+
+sys.exit(main())

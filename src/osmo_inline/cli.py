@@ -1,0 +1,381 @@
+"""Step 1 and the flow: flags + environment -> SubmitConfig -> payload -> spec -> osmo or local.
+
+`main(argv)` is the `submit-training` console script and `python -m osmo_inline`. Arguments
+before `--` are the client's flags (an unknown one is an error, never forwarded); after `--`,
+`key=value` tokens are template values, `--dry-run` may stand anywhere, and every other token
+is forwarded to `osmo workflow submit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from osmo_inline import artifacts
+from osmo_inline.config import CLIENT_FILLED, DEFAULT_PAYLOAD_BUDGET, SubmitConfig
+from osmo_inline.errors import BadInput, ClientError, SpecInvalid
+from osmo_inline.payload import Payload, build_payload, check_budget, summary
+from osmo_inline.render import Template, load_template, load_yaml, render
+from osmo_inline.validate import validate_spec
+
+if TYPE_CHECKING:
+    from osmo_inline.osmo import Submission
+
+PROG = "submit-training"
+DEFAULT_TEMPLATE = "templates/isaaclab-inline.yaml"
+DEFAULT_SOURCE = "src/training"
+BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
+
+# (template variable = argparse dest, environment override, default): a flag beats its
+# variable, which beats the default. The seed's variables plus TRAINING_BACKEND.
+OVERRIDABLE = (
+    ("task", "TASK", "Isaac-Velocity-Rough-Anymal-C-v0"),
+    ("num_envs", "NUM_ENVS", "2048"),
+    ("max_iterations", "MAX_ITERATIONS", ""),
+    ("image", "IMAGE", "nvcr.io/nvidia/isaac-lab:2.2.0"),
+    ("payload_root", "PAYLOAD_ROOT", "/workspace/isaac_payload"),
+    ("run_azure_smoke_test", "RUN_AZURE_SMOKE_TEST", "0"),
+    ("checkpoint_uri", "CHECKPOINT_URI", ""),
+    ("checkpoint_mode", "CHECKPOINT_MODE", "from-scratch"),
+    ("register_checkpoint", "REGISTER_CHECKPOINT", ""),
+    ("sleep_after_unpack", "SLEEP_AFTER_UNPACK", ""),
+    ("backend", "TRAINING_BACKEND", "rsl_rl"),
+)
+# Resource flags: no environment override in the seed.
+RESOURCES = (("gpu", "1"), ("cpu", "8"), ("memory", "48Gi"), ("storage", "80Gi"))
+CHECKPOINT_MODES = ("from-scratch", "warm-start", "resume")
+BACKENDS = ("rsl_rl", "skrl")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+_KEY_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
+_QUANTITY = re.compile(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?")
+_SECONDS = re.compile(r"\d+(\.\d+)?")
+_INTEGER = re.compile(r"\d+")
+
+EPILOG = """\
+after --:
+  key=value        a template value (e.g. azure_client_id=...); unknown keys are refused
+  --dry-run        print the rendered spec and a payload summary, submit nothing (anywhere)
+  anything else    forwarded to `osmo workflow submit` (e.g. --pool NAME --priority LOW)
+
+environment overrides (a flag beats its variable):
+  TASK NUM_ENVS MAX_ITERATIONS IMAGE PAYLOAD_ROOT RUN_AZURE_SMOKE_TEST CHECKPOINT_URI
+  CHECKPOINT_MODE REGISTER_CHECKPOINT SLEEP_AFTER_UNPACK TRAINING_BACKEND
+
+exit codes: 0 ok, 2 bad input, 3 spec invalid, 4 osmo missing, 5/6/7/8 osmo exit 1/2/10/75,
+9 other osmo failure; with --local, the task's own exit code.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises BadInput (one line, exit 2) and remembers each flag's names."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.flag_names: dict[str, str] = {}  # dest -> "-n/--num-envs", for messages
+        super().__init__(**kwargs)
+
+    def add_argument(self, *names: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*names, **kwargs)
+        self.flag_names[action.dest] = "/".join(action.option_strings)
+        return action
+
+    def error(self, message: str) -> NoReturn:
+        raise BadInput(message + " (template values and osmo options go after --)"
+                       if "unrecognized arguments" in message else message)
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(
+        prog=PROG, allow_abbrev=False, epilog=EPILOG,
+        usage=f"{PROG} [flags] [-- key=value ... [--dry-run] [osmo options]]",
+        description="Package src/training, render the OSMO workflow and submit it "
+                    "(or print it with --dry-run, or run it here with --local).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # Defaults are None so that an absent flag falls back to its environment variable.
+    add = parser.add_argument
+    add("-t", "--task", help="Isaac Lab task or gymnasium id "
+        "(default: Isaac-Velocity-Rough-Anymal-C-v0)")
+    add("-n", "--num-envs", metavar="COUNT", help="parallel environments (default: 2048)")
+    add("-m", "--max-iterations", metavar="N", help="learning iterations (default: the task's)")
+    add("-i", "--image", help="container image (default: nvcr.io/nvidia/isaac-lab:2.2.0)")
+    add("-c", "--checkpoint-uri", metavar="URI",
+        help="runs:/, models:/, mlflow-artifacts:/ URI or path to start from")
+    add("-M", "--checkpoint-mode", metavar="MODE",
+        help="from-scratch (default), warm-start, resume; fresh = from-scratch")
+    add("-r", "--register-checkpoint", metavar="NAME",
+        help="model name to register the final checkpoint under")
+    add("-s", "--run-smoke-test", dest="run_azure_smoke_test", action="store_const", const="1",
+        help="run connectivity checks before training")
+    add("-w", "--workflow", metavar="PATH", default=DEFAULT_TEMPLATE,
+        help=f"workflow template (default: {DEFAULT_TEMPLATE})")
+    add("-p", "--payload-root", metavar="DIR",
+        help="extraction root in the container (default: /workspace/isaac_payload)")
+    add("--sleep-after-unpack", metavar="SECONDS",
+        help="after extraction, sleep this long and exit without training (inspection)")
+    add("-b", "--backend", metavar="NAME", help="rsl_rl (default) or skrl")
+    add("--gpu", help="GPUs (default: 1)")
+    add("--cpu", help="CPUs (default: 8)")
+    add("--memory", help="memory (default: 48Gi)")
+    add("--storage", help="ephemeral storage (default: 80Gi)")
+    add("--source", metavar="DIR", default=DEFAULT_SOURCE,
+        help=f"directory packaged as src/training (default: {DEFAULT_SOURCE})")
+    add("--payload-budget", metavar="BYTES", default=str(DEFAULT_PAYLOAD_BUDGET),
+        help=f"largest base64 payload accepted (default: {DEFAULT_PAYLOAD_BUDGET})")
+    add("--dry-run", action="store_true", help="print the rendered spec, submit nothing")
+    add("--local", action="store_true", help="run the rendered workflow on this machine")
+    add("--workflow-id", metavar="ID", help="with --local: the run's workflow id (a retry)")
+    add("-q", "--quiet", action="store_true", help="no progress or payload summary")
+    add("--output", choices=("text", "json"), default="text",
+        help="result format on stdout (default: text)")
+    return parser
+
+
+def split_after_dashes(tokens: Sequence[str]) -> tuple[dict[str, str], tuple[str, ...], bool]:
+    """Template values, forwarded osmo options and whether --dry-run was among them."""
+    values: dict[str, str] = {}
+    forwarded: list[str] = []
+    dry_run = False
+    for token in tokens:
+        match = _KEY_VALUE.fullmatch(token)
+        if match:
+            values[match.group(1)] = match.group(2)
+        elif token == "--dry-run":
+            dry_run = True
+        elif token in ("--set", "--set-string"):
+            raise BadInput(f"{token} is not needed: write template values as key=value after "
+                           "-- (the client renders the template itself)")
+        else:
+            forwarded.append(token)
+    return values, tuple(forwarded), dry_run
+
+
+def _resolve(
+    parser: _Parser, flags: argparse.Namespace, environ: Mapping[str, str]
+) -> dict[str, tuple[str, str]]:
+    """Template variable -> (value, where it came from: "-n/--num-envs", "NUM_ENVS
+    (environment)" or "default") for every flag that sets one."""
+    resolved = {}
+    for dest, variable, default in (*((d, None, v) for d, v in RESOURCES), *OVERRIDABLE):
+        flag_value = getattr(flags, dest)
+        if flag_value is not None:
+            resolved[dest] = (flag_value, parser.flag_names[dest])
+        elif variable and environ.get(variable, ""):  # empty = unset, as ${VAR:-default} did
+            resolved[dest] = (environ[variable], f"{variable} (environment)")
+        else:
+            resolved[dest] = (default, "default")
+    return resolved
+
+
+def _positive_int(value: str, where: str, *, allow_zero: bool = False) -> int:
+    if not _INTEGER.fullmatch(value.strip()) or (int(value) == 0 and not allow_zero):
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise BadInput(f"{where} must be {kind} integer, not {value!r}")
+    return int(value)
+
+
+def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> SubmitConfig:
+    """Flags and environment -> a checked SubmitConfig; BadInput on the first problem."""
+    argv = list(argv)
+    before, after = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
+        else (argv, [])
+    parser = build_parser()
+    flags = parser.parse_args(before)
+    template_values, osmo_args, dry_run_after = split_after_dashes(after)
+    resolved = _resolve(parser, flags, environ)
+    value = {dest: text for dest, (text, _) in resolved.items()}
+    where = {dest: source for dest, (_, source) in resolved.items()}
+
+    for dest in ("task", "image", "payload_root", "backend"):
+        if not value[dest].strip() or any(c.isspace() for c in value[dest]):
+            raise BadInput(f"{where[dest]} must be a non-empty word, not {value[dest]!r}")
+    mode = value["checkpoint_mode"].strip().lower()
+    mode = "from-scratch" if mode == "fresh" else mode
+    if mode not in CHECKPOINT_MODES:
+        raise BadInput(f"{where['checkpoint_mode']}: unknown checkpoint mode {mode!r}; use one "
+                       "of from-scratch, warm-start, resume, fresh")
+    if mode != "from-scratch" and not value["checkpoint_uri"].strip():
+        raise BadInput(f"checkpoint mode {mode} needs a checkpoint: pass -c/--checkpoint-uri")
+    smoke = value["run_azure_smoke_test"].strip().lower()
+    if smoke not in _TRUE + _FALSE:
+        raise BadInput(f"{where['run_azure_smoke_test']} must be 1 or 0, not {smoke!r}")
+    sleep = value["sleep_after_unpack"].strip()
+    if sleep and not _SECONDS.fullmatch(sleep):
+        raise BadInput(f"{where['sleep_after_unpack']} must be a non-negative number of "
+                       f"seconds, not {sleep!r}")
+    if value["backend"] not in BACKENDS:
+        raise BadInput(f"{where['backend']}: unknown backend {value['backend']!r}; use "
+                       + " or ".join(BACKENDS))
+    if not value["payload_root"].startswith("/"):
+        raise BadInput(f"{where['payload_root']} must be an absolute path, not "
+                       f"{value['payload_root']!r}")
+    for name in ("memory", "storage"):
+        if not _QUANTITY.fullmatch(value[name]):
+            raise BadInput(f"{where[name]} must be a quantity such as 48Gi, not {value[name]!r}")
+    if flags.workflow_id is not None and not flags.local:
+        raise BadInput("--workflow-id only applies to --local runs")
+    max_iterations = value["max_iterations"].strip()
+
+    return SubmitConfig(
+        task=value["task"],
+        num_envs=_positive_int(value["num_envs"], where["num_envs"]),
+        max_iterations=_positive_int(max_iterations, where["max_iterations"])
+        if max_iterations else None,
+        image=value["image"],
+        checkpoint_uri=value["checkpoint_uri"].strip(),
+        checkpoint_mode=mode,
+        register_checkpoint=value["register_checkpoint"].strip(),
+        run_smoke_test=smoke in _TRUE,
+        workflow=cwd / flags.workflow,
+        payload_root=value["payload_root"],
+        sleep_after_unpack=sleep,
+        backend=value["backend"],
+        gpu=_positive_int(value["gpu"], where["gpu"], allow_zero=True),
+        cpu=_positive_int(value["cpu"], where["cpu"]),
+        memory=value["memory"],
+        storage=value["storage"],
+        source=cwd / flags.source,
+        project_dir=cwd,
+        payload_budget=_positive_int(flags.payload_budget, "--payload-budget"),
+        template_values=template_values,
+        osmo_args=osmo_args,
+        dry_run=flags.dry_run or dry_run_after,
+        local=flags.local,
+        quiet=flags.quiet,
+        workflow_id=flags.workflow_id,
+        output=flags.output,
+        explicit={name: source for name, source in where.items() if source != "default"},
+    )
+
+
+def user_values(config: SubmitConfig, template: Template) -> dict[str, object]:
+    """Flag values plus key=value ones, checked against the variables the template uses."""
+    from_flags = config.flag_values()
+    settable = sorted(template.variables - set(CLIENT_FILLED) - set(from_flags))
+    for key in config.template_values:
+        if key in CLIENT_FILLED:
+            raise BadInput(f"{key} is computed by the client and cannot be set")
+        if key in from_flags:
+            raise BadInput(f"{key} is set by a flag (see --help), not by {key}=...")
+        if key not in template.variables:
+            import difflib  # only on this error path: keeps the normal start-up light
+
+            close = difflib.get_close_matches(key, settable, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise BadInput(f"unknown template value {key!r}: {hint}known keys: "
+                           + (", ".join(settable) or "none"))
+    for name, source in config.explicit.items():
+        if name not in template.variables and not config.quiet:
+            print(f"note: {source} has no effect: {template.path.name} does not use "
+                  f"{{{{ {name} }}}}", file=sys.stderr)
+    if "payload_b64" not in template.variables:
+        raise BadInput(f"{template.path} never uses {{{{ payload_b64 }}}}: the payload would "
+                       "not reach the container")
+    return {**from_flags, **config.template_values}
+
+
+def prepare(config: SubmitConfig) -> tuple[str, Payload, dict[str, object]]:
+    """Template + payload -> validated spec text; writes nothing."""
+    template = load_template(config.workflow)
+    values = user_values(config, template)
+    payload = build_payload(config.source)
+    check_budget(payload, config.payload_budget)
+    filled = {
+        "payload_b64": payload.b64,
+        "payload_sha256": payload.sha256,
+        "bootstrap_b64": base64.b64encode(BOOTSTRAP.read_bytes()).decode("ascii"),
+    }
+    spec_text = render(template, values, filled)
+    problems = validate_spec(spec_text)
+    if problems:
+        raise SpecInvalid(problems)
+    return spec_text, payload, values
+
+
+def run(config: SubmitConfig) -> int:
+    if not (config.dry_run or config.local):
+        # Imported only to submit: a dry run never starts a process (no subprocess import).
+        from osmo_inline.osmo import find_osmo
+
+        find_osmo()  # fail before writing anything when there is nothing to submit with
+    spec_text, payload, values = prepare(config)
+    for line in summary(payload):
+        if config.quiet and not line.startswith("secrets"):
+            continue  # secrets left out are always worth a line, even when quiet
+        print(line, file=sys.stderr)
+    artifacts.write_payload(payload, config.tmp_dir)
+    if config.dry_run:
+        _print_dry_run(config, spec_text, payload)
+        return 0
+    if config.local:
+        from osmo_inline import local  # lazy: only --local needs the executor
+
+        return local.run_spec(load_yaml(spec_text), project_dir=config.project_dir,
+                              quiet=config.quiet, workflow_id=config.workflow_id)
+    return submit(config, spec_text, payload, values)
+
+
+def _print_dry_run(config: SubmitConfig, spec_text: str, payload: Payload) -> None:
+    if config.output == "json":
+        print(json.dumps({"spec": spec_text, "payload_sha256": payload.sha256,
+                          "files": [f.arcname for f in payload.files],
+                          "excluded": [e.path for e in payload.excluded]}, indent=2))
+    else:
+        sys.stdout.write(spec_text)
+
+
+def submit(config: SubmitConfig, spec_text: str, payload: Payload,
+           values: dict[str, object]) -> int:
+    """Write the spec to .tmp/, hand it to osmo, record and print the result."""
+    from osmo_inline import osmo
+
+    spec_file = artifacts.write_spec(spec_text, config.tmp_dir)
+    if not config.quiet:
+        print(f"submitting {spec_file} ...", file=sys.stderr)
+    submission = osmo.submit(spec_file, config.osmo_args)
+    artifacts.record_submission(config.tmp_dir, {
+        "workflow_id": submission.workflow_id, "overview": submission.overview_url,
+        "payload_sha256": payload.sha256, "task": config.task,
+        "parameters": values, "osmo_args": list(config.osmo_args),
+    })
+    _print_submission(config, submission, payload)
+    return 0
+
+
+def _print_submission(config: SubmitConfig, submission: Submission,
+                      payload: Payload) -> None:
+    workflow_id = submission.workflow_id
+    if config.output == "json":
+        print(json.dumps({"workflow_id": workflow_id, "overview": submission.overview_url,
+                          "payload_sha256": payload.sha256}))
+        return
+    print(f"Workflow submitted: {workflow_id}")
+    if submission.overview_url:
+        print(f"Overview: {submission.overview_url}")
+    print(f"Next: osmo workflow query {workflow_id}\n      osmo workflow logs {workflow_id}")
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    environ = os.environ if environ is None else environ
+    try:
+        return run(parse_config(argv, environ, Path.cwd()))
+    except SpecInvalid as error:
+        for problem in error.problems:
+            print(f"{PROG}: spec invalid: {problem}", file=sys.stderr)
+        return error.exit_code
+    except ClientError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except OSError as error:  # unreadable source file, read-only or full disk for .tmp/
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return BadInput.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,74 @@
+"""The one immutable description of a submission, built by `cli.py` from flags and env."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Template variables the client computes itself; a user may not set them with key=value.
+CLIENT_FILLED = ("payload_b64", "payload_sha256", "bootstrap_b64")
+
+DEFAULT_PAYLOAD_BUDGET = 1024 * 1024  # bytes of base64 text: a `files:` entry is a 1 MiB Secret
+
+
+@dataclass(frozen=True)
+class SubmitConfig:
+    """Everything one `submit-training` call needs, already checked.
+
+    Flag values are kept typed here; `flag_values()` turns them into the template variables
+    they set.
+    """
+
+    task: str
+    num_envs: int
+    max_iterations: int | None
+    image: str
+    checkpoint_uri: str
+    checkpoint_mode: str  # from-scratch | warm-start | resume ("fresh" already mapped)
+    register_checkpoint: str
+    run_smoke_test: bool
+    workflow: Path
+    payload_root: str
+    sleep_after_unpack: str  # "" or a non-negative number of seconds, as the user wrote it
+    backend: str
+    gpu: int
+    cpu: int
+    memory: str
+    storage: str
+    source: Path
+    project_dir: Path  # where `.tmp/` lives
+    payload_budget: int = DEFAULT_PAYLOAD_BUDGET
+    template_values: dict[str, str] = field(default_factory=dict)  # key=value after `--`
+    osmo_args: tuple[str, ...] = ()  # forwarded to `osmo workflow submit`
+    dry_run: bool = False
+    local: bool = False
+    quiet: bool = False
+    workflow_id: str | None = None  # a local run's workflow id (to simulate a retry)
+    output: str = "text"  # text | json
+    # template variable -> the flag or environment variable that set it, for those not left
+    # at their default (a template that ignores one of them earns the user a note)
+    explicit: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.project_dir / ".tmp"
+
+    def flag_values(self) -> dict[str, object]:
+        """Template variables set by flags (or their environment overrides)."""
+        return {
+            "task": self.task,
+            "num_envs": self.num_envs,
+            "max_iterations": "" if self.max_iterations is None else self.max_iterations,
+            "image": self.image,
+            "checkpoint_uri": self.checkpoint_uri,
+            "checkpoint_mode": self.checkpoint_mode,
+            "register_checkpoint": self.register_checkpoint,
+            "run_azure_smoke_test": 1 if self.run_smoke_test else 0,
+            "payload_root": self.payload_root,
+            "sleep_after_unpack": self.sleep_after_unpack,
+            "backend": self.backend,
+            "gpu": self.gpu,
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "storage": self.storage,
+        }

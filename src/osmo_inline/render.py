@@ -1,0 +1,143 @@
+"""Step 3: template + values -> spec text, by OSMO's Jinja rules, offline.
+
+OSMO renders every spec with a sandboxed Jinja2 and StrictUndefined, taking values from the
+template's `default-values` first, then from the command line. We do the same here, with
+the payload among the values, and drop `default-values` from the result (as OSMO's own
+dry-run does): the rendered file holds no template variables any more, only OSMO's special
+tokens (`{{workflow_id}}`, `{{output}}`, ...), which are substituted per task at run time and
+so are left literal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from osmo_inline.errors import BadInput
+
+# OSMO's run-time tokens: only recognised written exactly like this, without spaces.
+SPECIAL_TOKEN = re.compile(
+    r"\{\{(?:workflow_id|output|uuid|(?:input|host):[A-Za-z0-9_-]+)\}\}"
+)
+JINJA_MARKERS = ("{{", "{%", "{#")
+DEFAULTS_KEY = "default-values"
+_TOP_LEVEL_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:", re.MULTILINE)
+_PLACEHOLDER = "\ue000{}\ue000"  # private-use characters: never in a real spec
+# A value lands inside a double-quoted YAML string; these would end it or change its meaning,
+# and Jinja markers would break OSMO's second render.
+_UNSAFE_CHARS = re.compile(r'["\\\x00-\x1f\x7f]')
+# libyaml's loader when present: the pure-Python one spends most of a dry-run on the payload.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """yaml.safe_load, with the C loader when the installed PyYAML has it."""
+    return yaml.load(text, Loader=_YAML_LOADER)
+
+
+@dataclass(frozen=True)
+class Template:
+    path: Path
+    body: str  # the template text without its default-values section
+    defaults: dict[str, object]
+    variables: frozenset[str]  # every variable the body uses
+    parsed: nodes.Template  # the body parsed once, special tokens swapped for placeholders
+    tokens: tuple[str, ...]  # the special tokens, in placeholder order
+
+
+def _environment() -> SandboxedEnvironment:
+    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+def protect_special_tokens(text: str) -> tuple[str, list[str]]:
+    """Swap OSMO's tokens for placeholders Jinja ignores; returns the text and the tokens."""
+    tokens: list[str] = []
+
+    def swap(match: re.Match[str]) -> str:
+        tokens.append(match.group(0))
+        return _PLACEHOLDER.format(len(tokens) - 1)
+
+    return SPECIAL_TOKEN.sub(swap, text), tokens
+
+
+def _restore_special_tokens(text: str, tokens: Sequence[str]) -> str:
+    for index, token in enumerate(tokens):
+        text = text.replace(_PLACEHOLDER.format(index), token)
+    return text
+
+
+def split_sections(text: str) -> dict[str, str]:
+    """Top-level sections by `key:` lines at column 0, as OSMO's server splits a spec."""
+    starts = [(m.start(), m.group(1)) for m in _TOP_LEVEL_KEY.finditer(text)]
+    sections = {"": text[: starts[0][0]] if starts else text}  # leading comments
+    for (start, key), (end, _) in zip(starts, starts[1:] + [(len(text), "")], strict=True):
+        sections[key] = text[start:end]
+    return sections
+
+
+def load_template(path: Path) -> Template:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"workflow template not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise BadInput(f"cannot read workflow template {path}: {error}") from None
+    sections = split_sections(text)
+    defaults_text = sections.pop(DEFAULTS_KEY, "")
+    try:
+        loaded = load_yaml(defaults_text) if defaults_text else None
+    except yaml.YAMLError as error:
+        raise BadInput(f"{path}: default-values is not valid YAML: {_one_line(error)}") from None
+    defaults = (loaded or {}).get(DEFAULTS_KEY) or {}
+    if not isinstance(defaults, dict):
+        raise BadInput(f"{path}: default-values must be a mapping of name: value")
+    body = "".join(sections.values())
+    protected, tokens = protect_special_tokens(body)
+    try:
+        parsed = _environment().parse(protected)
+    except TemplateSyntaxError as error:
+        raise BadInput(f"{path}:{error.lineno}: template syntax error: {error.message}") from None
+    return Template(path, body, {str(k): v for k, v in defaults.items()},
+                    frozenset(meta.find_undeclared_variables(parsed)), parsed, tuple(tokens))
+
+
+def unsafe_value_reason(value: str) -> str | None:
+    """Why a user value cannot be placed in the spec, or None when it can.
+
+    OSMO's special tokens are allowed (`experiment_name=run-{{workflow_id}}`): OSMO substitutes
+    them in the task's environment at run time."""
+    if any(marker in SPECIAL_TOKEN.sub("", value) for marker in JINJA_MARKERS):
+        return "contains Jinja syntax ({{, {% or {#), which OSMO would try to render"
+    if _UNSAFE_CHARS.search(value):
+        return "contains a double quote, backslash or control character"
+    return None
+
+
+def render(
+    template: Template, user_values: Mapping[str, object], filled: Mapping[str, str]
+) -> str:
+    """Spec text: the body rendered with defaults, then user values, then client values."""
+    for name, value in user_values.items():
+        reason = unsafe_value_reason(str(value))
+        if reason is not None:
+            raise BadInput(f"value of {name} {reason}: {value!r}")
+    values = {**template.defaults, **user_values, **filled}
+    try:
+        rendered = _environment().from_string(template.parsed).render(values)
+    except TemplateError as error:
+        raise BadInput(
+            f"{template.path}: {_one_line(error)} (set it after -- as key=value, or give it "
+            "a default in default-values)"
+        ) from None
+    return _restore_special_tokens(rendered, template.tokens)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())

@@ -1,0 +1,114 @@
+"""Rendering by OSMO's rules and validation by osmo.md's, on spec text (no processes)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from osmo_inline.render import load_template, render
+from osmo_inline.validate import validate_spec
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "isaaclab-inline.yaml"
+FILLED = {"payload_b64": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==", "payload_sha256": "0" * 64,
+          "bootstrap_b64": "cHJpbnQoKQo="}
+
+
+def rendered_default() -> str:
+    return render(load_template(TEMPLATE), {}, FILLED)
+
+
+def test_default_template_renders_and_validates():
+    text = rendered_default()
+    assert validate_spec(text) == []
+    spec = yaml.safe_load(text)
+    assert set(spec) == {"version", "workflow"}  # default-values dropped, as OSMO's dry-run
+    task = spec["workflow"]["tasks"][0]
+    assert task["command"] == ["bash", "-c"]
+    assert {f["path"]: f["base64"] for f in task["files"]} == {
+        "/workspace/osmo_inline/bootstrap.py": True, "/workspace/osmo_inline/payload.zip": True}
+    assert task["environment"]["PAYLOAD_ARCHIVE"] == "/workspace/osmo_inline/payload.zip"
+
+
+def test_only_osmo_special_tokens_survive_rendering():
+    text = rendered_default()
+    leftovers = re.findall(r"\{\{.*?\}\}|\{%|\{#", text)
+    assert leftovers and set(leftovers) <= {"{{workflow_id}}", "{{output}}"}
+    env = yaml.safe_load(text)["workflow"]["tasks"][0]["environment"]
+    assert env["WORKFLOW_ID"] == "{{workflow_id}}"
+    assert env["TRAINING_OUTPUT_DIR"] == "{{output}}"
+
+
+def test_template_variables_are_discovered_not_hard_coded():
+    variables = load_template(TEMPLATE).variables
+    assert {"task", "num_envs", "azure_client_id", "payload_b64", "workflow_name"} <= variables
+    assert "workflow_id" not in variables and "output" not in variables
+
+
+GOOD = """\
+version: 2
+workflow:
+  name: train
+  timeout: {exec_timeout: 23h}
+  resources:
+    default: {cpu: 8, gpu: 1, memory: 48Gi, storage: 80Gi}
+  tasks:
+  - name: a
+    image: img
+    command: [bash]
+    args: ["echo {{workflow_id}}"]
+    environment: {X: "1"}
+    files:
+    - {path: /w/f.txt, contents: hello}
+"""
+BIG = "x" * (128 * 1024 + 1)
+
+# (id, edit applied to GOOD, text the single problem contains)
+INVALID = [
+    ("unknown-top-level", lambda s: s + "extra: 1\n", "unknown top-level key: extra"),
+    ("version", lambda s: s.replace("version: 2", "version: 1"), "version must be 2"),
+    ("unknown-field", lambda s: s.replace("  name: train", "  name: train\n  nmae: x"),
+     "workflow: unknown field 'nmae'"),
+    ("bad-name", lambda s: s.replace("name: train", "name: train-"), "workflow.name"),
+    ("cpu-float", lambda s: s.replace("cpu: 8", "cpu: 8.5"), "default.cpu: must be a non-neg"),
+    ("gpu-string", lambda s: s.replace("gpu: 1", "gpu: one"), "default.gpu"),
+    ("mixed-timeout", lambda s: s.replace("23h", "1h30m"), "exec_timeout: '1h30m'"),
+    ("no-command", lambda s: s.replace("    command: [bash]\n", ""), ".command: required"),
+    ("no-image", lambda s: s.replace("    image: img\n", ""), ".image: required"),
+    ("env-not-string", lambda s: s.replace('X: "1"', "X: 1"), "environment.X: must be a str"),
+    ("env-too-big", lambda s: s.replace('X: "1"', f'X: "{BIG}"'), "over the 131072 byte"),
+    ("arg-too-big", lambda s: s.replace("echo {{workflow_id}}", BIG), "argument 1 is"),
+    ("file-too-big", lambda s: s.replace("contents: hello", "contents: " + "y" * (1 << 20) + "z"),
+     "over the 1048576 byte limit"),
+    ("file-under-osmo", lambda s: s.replace("/w/f.txt", "/osmo/f.txt"), "reserves"),
+    ("bad-base64", lambda s: s.replace("contents: hello", "contents: '!!', base64: true"),
+     "not valid base64"),
+    ("spaced-token", lambda s: s.replace("{{workflow_id}}", "{{ workflow_id }}"),
+     "leftover Jinja syntax '{{' ('{{ workflow_id }}': OSMO tokens take no spaces)"),
+    ("jinja-comment", lambda s: s.replace("echo", "echo ${#arr[@]}"), "leftover Jinja syntax '{#'"),
+    ("host-unknown", lambda s: s.replace("{{workflow_id}}", "{{host:b}}"), "{{host:b}} names no"),
+    ("input-unknown", lambda s: s.replace("{{workflow_id}}", "{{input:0}}"), "names no input"),
+    ("tasks-and-groups", lambda s: s + "  groups: []\n", "exactly one of tasks: or groups:"),
+    ("unknown-profile", lambda s: s.replace("    image: img", "    image: img\n    resource: big"),
+     "no resource profile 'big'"),
+    ("not-yaml", lambda s: s.replace("name: a", "name: [a"), "spec is not valid YAML"),
+]
+
+
+def test_the_good_spec_is_valid():
+    assert validate_spec(GOOD) == []
+
+
+@pytest.mark.parametrize(("edit", "message"), [c[1:] for c in INVALID],
+                         ids=[c[0] for c in INVALID])
+def test_each_rule_is_one_problem(edit, message):
+    problems = validate_spec(edit(GOOD))
+    assert len(problems) == 1, problems
+    assert message in problems[0]
+
+
+def test_duplicate_task_names_ignore_case_and_dash_underscore():
+    text = GOOD.replace("name: a", "name: a-b") + "  - name: A_b\n    image: i\n    command: [x]\n"
+    assert validate_spec(text) == ["task name 'A_b' clashes with 'a-b'"]
