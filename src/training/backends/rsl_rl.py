@@ -1,0 +1,193 @@
+"""The RSL-RL backend: train an rsl-rl ``OnPolicyRunner`` with the launcher's hooks.
+
+API (what the launcher calls)::
+
+    RSL_RL_VERSION                    # installed rsl-rl-lib, e.g. "5.5.1"
+    checkpoint_format()               # "rsl_rl-2" (rsl-rl 2.x/3.x) or "rsl_rl-5" (4.x/5.x)
+    inspect_checkpoint(path)          # -> Checkpoint, or CheckpointError (one line)
+    train(env_handle, agent_cfg, log_dir=..., device=..., max_iterations=...,
+          init=Checkpoint | None, mode="warm-start" | "resume" | None, hooks=TrainHooks())
+        -> TrainResult
+
+Iterations are counted as iterations *done*: ``model_6.pt`` holds the state after 6 learning
+iterations (metric steps 0..5) and its ``iter`` is 6, so resuming it runs iteration 6 next
+and reports metrics at steps 6, 7, ... ``train`` saves ``model_<n>.pt`` in ``log_dir`` every
+``agent_cfg["save_interval"]`` iterations, at the end, and when ``hooks.should_stop()`` asks;
+each file is complete (written, then renamed) before ``hooks.on_checkpoint`` sees it.
+
+- from scratch (``init`` None): trains ``max_iterations`` iterations;
+- ``warm-start``: weights and observation normalisers from ``init``, fresh optimizer, counter
+  0, trains ``max_iterations``;
+- ``resume``: weights, optimizer and counter from ``init``; trains up to ``max_iterations``
+  in total (nothing when the checkpoint is already there).
+
+How: the library's own ``learn`` runs unchanged. Its save interval is set to 1 so that it calls
+``save`` after every iteration; :class:`HookedRunner` turns that call into the iteration
+boundary (metrics, our own save schedule, stop requests). Metrics are what rsl-rl's own logging
+code computed, received by a writer object (:class:`rsl_rl_compat.IterationMetrics`).
+Importing this module imports torch and ``rsl_rl.runners``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+# rsl_rl.runners imports GitPython, which fails at import when no git binary is on PATH.
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+import torch  # noqa: E402
+from rsl_rl.runners import OnPolicyRunner  # noqa: E402
+
+from training.backends import rsl_rl_compat as compat  # noqa: E402
+from training.backends.base import (  # noqa: E402
+    Checkpoint,
+    CheckpointError,
+    LoadMode,
+    TrainHooks,
+    TrainResult,
+)
+
+RSL_RL_VERSION: str = compat.RSL_RL_VERSION
+
+
+def checkpoint_format() -> str:
+    """The checkpoint format the installed rsl-rl reads and writes."""
+    return compat.CHECKPOINT_FORMAT
+
+
+def inspect_checkpoint(path: Path) -> Checkpoint:
+    """Check that ``path`` is a complete checkpoint the installed rsl-rl can load."""
+    expected = compat.describe_format(compat.CHECKPOINT_FORMAT)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # truncated zip, not a torch file, unreadable ...
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or corrupt: {_first_line(error)}); "
+            f"expected an {expected} checkpoint"
+        ) from error
+    found = compat.checkpoint_format_of(saved) if isinstance(saved, dict) else None
+    if found is None:
+        keys = ", ".join(sorted(map(str, saved))[:6]) if isinstance(saved, dict) else "no dict"
+        raise CheckpointError(
+            f"{path} is not an rsl-rl checkpoint (found {keys}); expected an {expected} checkpoint"
+        )
+    if found != compat.CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} was written by {compat.describe_format(found)}, but the installed "
+            f"rsl-rl {RSL_RL_VERSION} loads only {expected}; the formats do not convert: "
+            "use an image with a matching rsl-rl, or train from scratch"
+        )
+    return Checkpoint(path=Path(path), iteration=int(saved["iter"]), format=found)
+
+
+def _first_line(error: BaseException) -> str:
+    """Library errors can span many lines (a tensor-size table); the user gets one."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class _StopRequested(Exception):
+    """Raised at an iteration boundary, after saving, to leave rsl-rl's ``learn`` loop."""
+
+
+class HookedRunner(OnPolicyRunner):
+    """An OnPolicyRunner whose ``save`` calls mark iteration boundaries (see module doc)."""
+
+    def attach(self, *, log_dir: Path, hooks: TrainHooks, save_every: int, last: int) -> None:
+        self._log_dir = log_dir
+        self._hooks = hooks
+        self._save_every = save_every
+        self._last = last
+        self._last_boundary = -1
+        self.metrics = compat.IterationMetrics()
+        compat.route_logging(self, self.metrics)
+        self.done = self.current_learning_iteration
+        self.last_checkpoint: Path | None = None
+
+    def save(self, path: str, infos: Any = None) -> None:
+        # learn() sets current_learning_iteration to the finished iteration's index before
+        # calling save, after each iteration and once more after the loop (same index).
+        index = self.current_learning_iteration
+        if index == self._last_boundary:
+            return
+        self._last_boundary = index
+        self.done = index + 1
+        self._hooks.on_iteration(index, self.metrics.take())
+        stop = self._hooks.should_stop()
+        if stop or self.done % self._save_every == 0 or self.done == self._last:
+            self.write_checkpoint()
+        if stop:
+            raise _StopRequested
+
+    def write_checkpoint(self) -> Path:
+        """Save the state after ``self.done`` iterations as ``model_<done>.pt``, then report it."""
+        path = self._log_dir / f"model_{self.done}.pt"
+        partial = path.with_name(path.name + ".partial")
+        index, self.current_learning_iteration = self.current_learning_iteration, self.done
+        try:
+            super().save(str(partial))  # stores current_learning_iteration as "iter"
+        finally:
+            self.current_learning_iteration = index
+        os.replace(partial, path)
+        self.last_checkpoint = path
+        self._hooks.on_checkpoint(self.done, path)
+        return path
+
+
+def build_runner(
+    env_handle: Any,
+    agent_cfg: dict[str, Any],
+    *,
+    log_dir: Path,
+    device: str,
+    init: Checkpoint | None,
+    mode: LoadMode | None,
+) -> HookedRunner:
+    """The runner with ``init`` loaded as ``mode`` says (from scratch when either is None)."""
+    torch.manual_seed(int(agent_cfg["seed"]))
+    cfg = compat.runner_cfg(agent_cfg)
+    cfg["save_interval"] = 1  # every iteration ends in save(): our boundary (see module doc)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with compat.quiet_stdout():
+        runner = HookedRunner(env_handle.env, cfg, log_dir=str(log_dir), device=device)
+    if init is not None and mode is not None:
+        try:
+            compat.load_checkpoint(runner, init.path, resume=mode == "resume", device=device)
+        except (RuntimeError, KeyError, ValueError) as error:  # shapes or keys do not match
+            raise CheckpointError(
+                f"{init.path} does not fit this task's networks ({_first_line(error)}); expected a "
+                f"checkpoint trained on the same task and agent cfg"
+            ) from error
+    return runner
+
+
+def train(
+    env_handle: Any,
+    agent_cfg: dict[str, Any],
+    *,
+    log_dir: Path,
+    device: str,
+    max_iterations: int,
+    init: Checkpoint | None,
+    mode: LoadMode | None,
+    hooks: TrainHooks,
+) -> TrainResult:
+    log_dir = Path(log_dir)
+    runner = build_runner(
+        env_handle, agent_cfg, log_dir=log_dir, device=device, init=init, mode=mode
+    )
+    start = runner.current_learning_iteration
+    if start >= max_iterations:  # a resume that is already there
+        return TrainResult(start, start, init.path if init is not None else None)
+    save_every = max(1, int(agent_cfg["save_interval"]))
+    runner.attach(log_dir=log_dir, hooks=hooks, save_every=save_every, last=max_iterations)
+    stopped = hooks.should_stop()
+    if stopped:  # asked to stop before the first iteration: nothing new to save
+        return TrainResult(start, start, init.path if init is not None else None, True)
+    try:
+        runner.learn(max_iterations - start, init_at_random_ep_len=True)
+    except _StopRequested:
+        stopped = True
+    return TrainResult(start, runner.done, runner.last_checkpoint, stopped)

@@ -1,0 +1,266 @@
+"""Every difference between the rsl-rl versions that Isaac Lab images ship, in one place.
+
+| rsl-rl | image    | observations    | agent cfg          | checkpoint keys  | load option    |
+|--------|----------|-----------------|--------------------|------------------|----------------|
+| 2.3.3  | IL 2.2   | (Tensor, extras)| policy             | model_state_dict | load_optimizer |
+| 3.0.1  | IL 2.3   | TensorDict      | policy, obs_groups | model_state_dict | load_optimizer |
+| 5.x    | IL 3.0   | TensorDict      | actor / critic     | actor_state_dict | load_cfg       |
+
+The rest of the runtime asks this module instead of testing version numbers itself: the
+environment adapter packs observations with :func:`pack_observations`, the backend builds the
+agent cfg with :func:`agent_cfg_from_neutral`, routes the runner's logging with
+:func:`route_logging`, loads with :func:`load_checkpoint` and names formats with
+:func:`checkpoint_format_of`. Importing this module imports ``rsl_rl`` (light) but not its
+runners. rsl-rl 4.x is treated like 5.x (same model/checkpoint layout); it is not tested.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.metadata
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import rsl_rl
+import torch
+
+
+def _installed_version() -> str:
+    # Read the version of the rsl_rl that is actually imported: tests put another version first
+    # on sys.path, and the site-packages one must not answer for it.
+    package_parent = Path(rsl_rl.__file__).resolve().parent.parent
+    for dist in importlib.metadata.distributions(path=[str(package_parent)]):
+        if dist.metadata["Name"].lower().replace("_", "-") == "rsl-rl-lib":
+            return dist.version
+    return importlib.metadata.version("rsl-rl-lib")
+
+
+RSL_RL_VERSION: str = _installed_version()
+MAJOR: int = int(RSL_RL_VERSION.split(".")[0])
+
+# Checkpoint formats, named after the first rsl-rl major that wrote them. 2.x and 3.x share one.
+FORMAT_V2 = "rsl_rl-2"
+FORMAT_V5 = "rsl_rl-5"
+_FORMAT_KEYS = {
+    FORMAT_V2: ("model_state_dict", "optimizer_state_dict", "iter"),
+    FORMAT_V5: ("actor_state_dict", "critic_state_dict", "optimizer_state_dict", "iter"),
+}
+_FORMAT_WRITERS = {FORMAT_V2: "rsl-rl 2.x/3.x", FORMAT_V5: "rsl-rl 4.x/5.x"}
+CHECKPOINT_FORMAT: str = FORMAT_V5 if MAJOR >= 4 else FORMAT_V2
+
+
+# --- environment API ---------------------------------------------------------------------------
+
+
+def pack_observations(obs: torch.Tensor, *, for_step: bool) -> Any:
+    """Observations as the installed runner reads them.
+
+    rsl-rl >= 3 reads a TensorDict with the group "policy" (the obs_groups below map actor and
+    critic to it). rsl-rl 2.3.3 reads a plain tensor; its ``get_observations`` returns
+    ``(obs, extras)`` where ``extras["observations"]`` would hold privileged groups (none here).
+    """
+    if MAJOR >= 3:
+        from tensordict import TensorDict
+
+        return TensorDict({"policy": obs}, batch_size=[obs.shape[0]], device=obs.device)
+    return obs if for_step else (obs, {"observations": {}})
+
+
+def step_extras(time_outs: torch.Tensor, log: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The ``extras`` dict of ``step()``: truncations (for value bootstrapping) and episode info."""
+    extras: dict[str, Any] = {"time_outs": time_outs, "log": log}
+    if MAJOR < 3:
+        extras["observations"] = {}
+    return extras
+
+
+# --- agent configuration -----------------------------------------------------------------------
+
+
+def agent_cfg_from_neutral(neutral: dict[str, Any], experiment_name: str) -> dict[str, Any]:
+    """Turn the version-neutral agent cfg (``training/agents/*.yaml``) into the installed schema."""
+    actor, critic, algorithm = neutral["actor"], neutral["critic"], neutral["algorithm"]
+    cfg: dict[str, Any] = {
+        "seed": neutral["seed"],
+        "max_iterations": neutral["max_iterations"],
+        "save_interval": neutral["save_interval"],
+        "num_steps_per_env": neutral["num_steps_per_env"],
+        "experiment_name": experiment_name,
+        "run_name": "",
+        "algorithm": {"class_name": "PPO", **algorithm},
+    }
+    if MAJOR >= 4:
+        cfg["obs_groups"] = {"actor": ["policy"], "critic": ["policy"]}
+        cfg["actor"] = {
+            "class_name": "MLPModel",
+            "hidden_dims": list(actor["hidden_dims"]),
+            "activation": actor["activation"],
+            "obs_normalization": neutral["obs_normalization"],
+            "distribution_cfg": {
+                "class_name": "GaussianDistribution",
+                "init_std": actor["init_std"],
+                "std_type": "scalar",
+            },
+        }
+        cfg["critic"] = {
+            "class_name": "MLPModel",
+            "hidden_dims": list(critic["hidden_dims"]),
+            "activation": critic["activation"],
+            "obs_normalization": neutral["obs_normalization"],
+        }
+        return cfg
+    policy = {
+        "class_name": "ActorCritic",
+        "actor_hidden_dims": list(actor["hidden_dims"]),
+        "critic_hidden_dims": list(critic["hidden_dims"]),
+        "activation": actor["activation"],
+        "init_noise_std": actor["init_std"],
+        "noise_std_type": "scalar",
+    }
+    if MAJOR == 3:
+        cfg["obs_groups"] = {"policy": ["policy"], "critic": ["policy"]}
+        policy["actor_obs_normalization"] = neutral["obs_normalization"]
+        policy["critic_obs_normalization"] = neutral["obs_normalization"]
+    else:
+        cfg["empirical_normalization"] = neutral["obs_normalization"]
+    cfg["policy"] = policy
+    return cfg
+
+
+# --- logging -----------------------------------------------------------------------------------
+
+
+class IterationMetrics:
+    """A stand-in for the runner's TensorBoard writer that keeps the last iteration's scalars.
+
+    Every version's runner computes its metrics in its own logging code and hands them to a
+    writer through ``add_scalar``; receiving them here means we report exactly what rsl-rl
+    computed, without copying its bookkeeping. The other writer methods are accepted and ignored.
+    """
+
+    def __init__(self) -> None:
+        self._scalars: dict[str, float] = {}
+
+    def add_scalar(self, tag: str, scalar_value: Any, global_step: Any = None, *_: Any) -> None:
+        # "<name>/time" series are indexed by elapsed seconds, not iterations: not ours to report.
+        if not tag.endswith("/time"):
+            self._scalars[tag] = float(scalar_value)
+
+    def take(self) -> dict[str, float]:
+        """This iteration's metrics under the names every version reports (see module doc)."""
+        raw, self._scalars = self._scalars, {}
+        metrics = {_METRIC_RENAMES.get(name, name): value for name, value in raw.items()}
+        if "Perf/collection_time" in metrics and "Perf/learning_time" in metrics:
+            metrics["Perf/iteration_time"] = (
+                metrics["Perf/collection_time"] + metrics["Perf/learning_time"]
+            )
+        return metrics
+
+    def _ignore(self, *_: Any, **__: Any) -> None:
+        return None
+
+    flush = close = stop = save_model = save_file = save_video = _ignore
+    log_config = store_config = _ignore
+
+
+# The same quantity under different names across versions: report the 2.x/3.x spelling.
+_METRIC_RENAMES = {
+    "Policy/mean_std": "Policy/mean_noise_std",  # 5.x
+    "Perf/collection time": "Perf/collection_time",  # 2.x/3.x (sic)
+}
+
+_DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+
+def quiet_stdout() -> contextlib.AbstractContextManager[Any]:
+    """Silence rsl-rl's console output (model printouts, a ~25-line block per iteration):
+    the launcher prints one line per iteration instead."""
+    return contextlib.redirect_stdout(_DEVNULL)
+
+
+def _quiet(method: Callable[..., Any]) -> Callable[..., Any]:
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        with quiet_stdout():
+            return method(*args, **kwargs)
+
+    return quiet
+
+
+def route_logging(runner: Any, writer: IterationMetrics) -> None:
+    """Make the runner log into ``writer``, print no per-iteration block and store no git diff.
+
+    Done on the runner instance, not by editing library files: 2.x/3.x create their writer in
+    ``learn()`` only when none is set and log through ``runner.log``; 5.x delegates both to
+    ``runner.logger``, whose ``init_logging_writer`` would build a TensorBoard writer.
+    """
+    if MAJOR >= 4:
+        logger = runner.logger
+        logger.git_status_repos = []
+
+        def use_our_writer() -> None:
+            logger.writer = writer
+
+        logger.init_logging_writer = use_our_writer
+        logger.log = _quiet(logger.log)
+    else:
+        runner.writer = writer
+        runner.logger_type = "tensorboard"  # read by 2.x/3.x log()/save() when picking uploads
+        runner.git_status_repos = []
+        runner.log = _quiet(runner.log)
+
+
+def policy_state(runner: Any) -> dict[str, dict[str, torch.Tensor]]:
+    """The runner's network weights as {part: state_dict}, keyed like the checkpoint file."""
+    if MAJOR >= 4:
+        return {
+            "actor_state_dict": runner.alg.actor.state_dict(),
+            "critic_state_dict": runner.alg.critic.state_dict(),
+        }
+    return {"model_state_dict": runner.alg.policy.state_dict()}
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+def checkpoint_format_of(saved: dict[str, Any]) -> str | None:
+    """The format a loaded checkpoint dict was written in, or None if it is no rsl-rl one."""
+    for name, keys in _FORMAT_KEYS.items():
+        if all(key in saved for key in keys):
+            return name
+    return None
+
+
+def describe_format(name: str) -> str:
+    return f"{_FORMAT_WRITERS[name]} ({', '.join(_FORMAT_KEYS[name])})"
+
+
+def load_checkpoint(runner: Any, path: Path, *, resume: bool, device: str) -> None:
+    """Load weights and observation normalisers; with ``resume`` also optimizer and iteration.
+
+    The normalisers live inside the policy state in 3.x/5.x and beside it in 2.3.3; each
+    version's own ``load`` restores them with the weights.
+    """
+    if MAJOR >= 4:
+        what = {
+            "actor": True,
+            "critic": True,
+            "optimizer": resume,
+            "iteration": resume,
+            "rnd": resume,
+        }
+        runner.load(str(path), load_cfg=what, map_location=device)
+    elif MAJOR == 3:
+        runner.load(str(path), load_optimizer=resume, map_location=device)
+    else:
+        runner.load(str(path), load_optimizer=resume)  # 2.3.3 has no map_location
+    if not resume:
+        # 2.x/3.x always restore the counter; a warm start begins at iteration 0.
+        runner.current_learning_iteration = 0
+
+
+def runner_cfg(agent_cfg: dict[str, Any]) -> dict[str, Any]:
+    """A private copy of the agent cfg for the runner: 2.x/3.x pop keys out of it."""
+    return copy.deepcopy(agent_cfg)
