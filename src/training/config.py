@@ -1,0 +1,193 @@
+"""One immutable RunConfig from the launcher's flags and the task's environment.
+
+The workflow template passes every value as an environment variable and may pass empty strings
+for "not set", so an empty flag or variable means unset. A flag beats the environment. Only the
+standard library is used here: this runs before the dependency check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKPOINT_MODES = ("from-scratch", "warm-start", "resume")
+MODE_ALIASES = {"fresh": "from-scratch"}
+SUPPORTED_BACKENDS = ("rsl_rl",)
+KNOWN_BACKENDS = ("rsl_rl", "skrl")
+AZURE_WORKSPACE_VARIABLES = (
+    "AZURE_SUBSCRIPTION_ID",
+    "AZURE_RESOURCE_GROUP",
+    "AZUREML_WORKSPACE_NAME",
+)
+# Where a run writes its logs and checkpoints when TRAINING_OUTPUT_DIR is not set.
+DEFAULT_OUTPUT_DIR = "training_output"
+# Parallel environments when NUM_ENVS is not set (the workflow template always sets it).
+DEFAULT_NUM_ENVS = 16
+
+
+class ConfigError(ValueError):
+    """A flag or environment value the launcher cannot use (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: str
+    num_envs: int
+    max_iterations: int | None  # None: the task's default
+    backend: str
+    checkpoint_uri: str | None
+    checkpoint_mode: str  # one of CHECKPOINT_MODES
+    register_checkpoint: str | None  # model name, None: do not register
+    run_smoke_test: bool
+    seed: int | None
+    save_interval: int | None  # None: the agent cfg's
+    experiment_name: str
+    workflow_id: str | None
+    payload_sha256: str | None
+    image: str | None
+    output_dir: Path
+    device: str | None  # None: cuda when torch sees a GPU, else cpu
+    headless: bool
+    # Azure ML workspace (subscription, resource group, workspace) when all three are set.
+    azure_workspace: tuple[str, str, str] | None
+    mlflow_tracking_uri: str | None
+
+    @property
+    def uses_checkpoint(self) -> bool:
+        return self.checkpoint_mode != "from-scratch"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.launch",
+        description="Train an Isaac Lab or gymnasium task with RSL-RL and track it in MLflow. "
+        "Every flag falls back to the task environment variable in brackets; "
+        "an empty value means unset.",
+    )
+    add = parser.add_argument
+    add("--task", help="Isaac Lab task id or gymnasium id [TASK]")
+    add("--num_envs", "--num-envs", dest="num_envs", help="parallel environments [NUM_ENVS]")
+    add(
+        "--max_iterations",
+        "--max-iterations",
+        dest="max_iterations",
+        help="learning iterations in total; empty: the task's default [MAX_ITERATIONS]",
+    )
+    add("--backend", help="rsl_rl (default) [TRAINING_BACKEND]")
+    add("--checkpoint-uri", help="runs:/, models:/, mlflow-artifacts:/ or a path [CHECKPOINT_URI]")
+    add(
+        "--checkpoint-mode",
+        help="from-scratch (or fresh), warm-start or resume [CHECKPOINT_MODE]",
+    )
+    add("--register-checkpoint", help="model name to register the final checkpoint under "
+        "[REGISTER_CHECKPOINT]")
+    add(
+        "--run-smoke-test",
+        nargs="?",
+        const="1",
+        help="check credentials, workspace and MLflow before training [RUN_AZURE_SMOKE_TEST]",
+    )
+    add("--seed", help="RL seed; empty: the task's default [SEED]")
+    add("--experiment-name", help="MLflow experiment; empty: isaaclab-<task> [EXPERIMENT_NAME]")
+    add("--save-interval", help="save a checkpoint every N iterations; default: the agent "
+        "cfg's (launcher flag only, not part of the workflow contract)")
+    add("--device", help="torch device; default cuda when available, else cpu")
+    add("--headless", action="store_true", help="accepted for the seed's command line; "
+        "training always runs headless")
+    return parser
+
+
+def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
+    """Flags beat environment variables; empty strings are unset. Raises ConfigError."""
+    args = build_parser().parse_args(list(argv))
+
+    def value(flag_value: str | None, variable: str) -> str | None:
+        for candidate in (flag_value, environ.get(variable)):
+            if candidate is not None and candidate.strip() != "":
+                return candidate.strip()
+        return None
+
+    task = value(args.task, "TASK")
+    if task is None:
+        raise ConfigError("no task given: pass --task or set TASK (e.g. HalfCheetah-v5)")
+
+    backend = (value(args.backend, "TRAINING_BACKEND") or "rsl_rl").lower().replace("-", "_")
+    if backend not in KNOWN_BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}: expected one of rsl_rl, skrl")
+    if backend not in SUPPORTED_BACKENDS:
+        raise ConfigError(f"backend {backend!r} is not supported yet by this launcher: use rsl_rl")
+
+    raw_mode = (value(args.checkpoint_mode, "CHECKPOINT_MODE") or "from-scratch").lower()
+    mode = MODE_ALIASES.get(raw_mode, raw_mode)
+    if mode not in CHECKPOINT_MODES:
+        raise ConfigError(
+            f"unknown checkpoint mode {raw_mode!r}: expected from-scratch, fresh, warm-start "
+            "or resume"
+        )
+    checkpoint_uri = value(args.checkpoint_uri, "CHECKPOINT_URI")
+    if mode != "from-scratch" and checkpoint_uri is None:
+        raise ConfigError(
+            f"checkpoint mode {mode} needs a checkpoint: pass --checkpoint-uri or set "
+            "CHECKPOINT_URI (e.g. runs:/<run_id>/checkpoints/final)"
+        )
+
+    azure_values = tuple(environ.get(name, "").strip() for name in AZURE_WORKSPACE_VARIABLES)
+    return RunConfig(
+        task=task,
+        num_envs=_positive_int(value(args.num_envs, "NUM_ENVS"), "num_envs") or DEFAULT_NUM_ENVS,
+        max_iterations=_positive_int(value(args.max_iterations, "MAX_ITERATIONS"),
+                                     "max_iterations"),
+        backend=backend,
+        checkpoint_uri=checkpoint_uri,
+        checkpoint_mode=mode,
+        register_checkpoint=value(args.register_checkpoint, "REGISTER_CHECKPOINT"),
+        run_smoke_test=_flag(value(args.run_smoke_test, "RUN_AZURE_SMOKE_TEST")),
+        seed=_int(value(args.seed, "SEED"), "seed"),
+        save_interval=_positive_int(value(args.save_interval, "SAVE_INTERVAL"), "save_interval"),
+        experiment_name=value(args.experiment_name, "EXPERIMENT_NAME")
+        or default_experiment_name(task),
+        workflow_id=value(None, "WORKFLOW_ID"),
+        payload_sha256=value(None, "PAYLOAD_SHA256"),
+        image=value(None, "IMAGE"),
+        output_dir=Path(value(None, "TRAINING_OUTPUT_DIR") or DEFAULT_OUTPUT_DIR),
+        device=value(args.device, "TRAINING_DEVICE"),
+        headless=True,
+        azure_workspace=azure_values if all(azure_values) else None,  # type: ignore[arg-type]
+        mlflow_tracking_uri=value(None, "MLFLOW_TRACKING_URI"),
+    )
+
+
+def default_experiment_name(task: str) -> str:
+    # Experiment names are free text in MLflow, but Azure ML is stricter: keep it to a safe set.
+    return "isaaclab-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", task)
+
+
+def _int(text: str | None, name: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
+
+
+def _positive_int(text: str | None, name: str) -> int | None:
+    number = _int(text, name)
+    if number is not None and number < 1:
+        raise ConfigError(f"{name} must be at least 1, got {number}")
+    return number
+
+
+def _flag(text: str | None) -> bool:
+    if text is None:
+        return False
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"RUN_AZURE_SMOKE_TEST must be 0 or 1, got {text!r}")
+

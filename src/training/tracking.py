@@ -1,0 +1,245 @@
+"""MLflow tracking: where to log, the run's lifecycle, and metrics that never stall training.
+
+Tracking URI, in this order:
+1. the Azure ML workspace's MLflow URI when AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and
+   AZUREML_WORKSPACE_NAME are all set (azure-ai-ml + azure-identity, imported only then;
+   DefaultAzureCredential picks up workload identity from AZURE_CLIENT_ID, AZURE_TENANT_ID
+   and AZURE_FEDERATED_TOKEN_FILE);
+2. MLFLOW_TRACKING_URI;
+3. a local sqlite store `$TRAINING_OUTPUT_DIR/mlflow.db` with artifacts in
+   `$TRAINING_OUTPUT_DIR/mlartifacts`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, RunStatus
+
+from training.config import RunConfig
+
+# MLflow accepts alphanumerics, "_", "-", ".", " ", ":" and "/" in metric names.
+_INVALID_NAME_CHARACTERS = re.compile(r"[^\w\-. :/]")
+MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
+
+
+class TrackingError(Exception):
+    """The tracking store cannot be resolved or reached."""
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    uri: str
+    source: str  # "azureml", "MLFLOW_TRACKING_URI" or "local"
+    artifact_location: str | None = None  # set only for the local default store
+
+
+def resolve_tracking_target(config: RunConfig) -> TrackingTarget:
+    if config.azure_workspace is not None:
+        return TrackingTarget(uri=azureml_tracking_uri(config.azure_workspace), source="azureml")
+    if config.mlflow_tracking_uri:
+        return TrackingTarget(uri=config.mlflow_tracking_uri, source="MLFLOW_TRACKING_URI")
+    output_dir = config.output_dir.resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return TrackingTarget(
+        uri=f"sqlite:///{output_dir / 'mlflow.db'}",
+        source="local",
+        artifact_location=(output_dir / "mlartifacts").as_uri(),
+    )
+
+
+def azure_ml_client(workspace: tuple[str, str, str], credential: Any = None) -> Any:
+    """An azure-ai-ml MLClient for (subscription, resource group, workspace). The default
+    credential chain includes workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID,
+    AZURE_FEDERATED_TOKEN_FILE), as OSMO's pods provide it."""
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+
+    subscription_id, resource_group, name = workspace
+    return MLClient(credential or DefaultAzureCredential(), subscription_id, resource_group, name)
+
+
+def azureml_tracking_uri(workspace: tuple[str, str, str]) -> str:
+    subscription_id, resource_group, name = workspace
+    try:
+        return azure_ml_client(workspace).workspaces.get(name).mlflow_tracking_uri
+    except Exception as error:  # the Azure SDKs raise many types; all mean "cannot reach it"
+        raise TrackingError(
+            f"cannot get the MLflow URI of Azure ML workspace {name!r} "
+            f"(subscription {subscription_id}, resource group {resource_group}): "
+            f"{first_line(error)}"
+        ) from error
+
+
+def use_tracking_target(target: TrackingTarget) -> None:
+    mlflow.set_tracking_uri(target.uri)
+    # Azure ML serves its model registry at the tracking URI; so does a plain MLflow store.
+    mlflow.set_registry_uri(target.uri)
+
+
+def experiment_id_for(name: str, target: TrackingTarget) -> str:
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=target.artifact_location)
+
+
+def sanitize_metric_name(name: str) -> str:
+    """A name MLflow accepts: invalid characters become "_", empty path segments go away."""
+    return _sanitize_cached(name)
+
+
+@functools.lru_cache(maxsize=4096)  # called per metric per iteration: names repeat
+def _sanitize_cached(name: str) -> str:
+    cleaned = _INVALID_NAME_CHARACTERS.sub("_", name)
+    segments = [s for s in cleaned.split("/") if s.strip() not in ("", ".", "..")]
+    return "/".join(segments) or "_"
+
+
+def flatten_metrics(metrics: Mapping[str, Any]) -> Iterator[tuple[str, float]]:
+    """(valid name, float) pairs. A list or tensor with several values becomes name/0, name/1,
+    ... rather than being dropped (the original silently dropped them)."""
+    for name, value in metrics.items():
+        clean = sanitize_metric_name(str(name))
+        if hasattr(value, "tolist"):  # torch tensor / numpy array / numpy scalar
+            value = value.tolist()
+        if isinstance(value, (list, tuple)):
+            for index, item in enumerate(_flat_values(value)):
+                yield f"{clean}/{index}", item
+        elif isinstance(value, (int, float, bool)):
+            yield clean, float(value)
+
+
+def _flat_values(values: list | tuple) -> Iterator[float]:
+    for item in values:
+        if isinstance(item, (list, tuple)):
+            yield from _flat_values(item)
+        elif isinstance(item, (int, float, bool)):
+            yield float(item)
+
+
+class MetricLogger:
+    """Collects metrics on the training thread (cheap: a list append) and sends them from a
+    background thread with MlflowClient.log_batch. When the store is down, metrics wait in a
+    bounded buffer and are sent once it is back; only overflow is dropped, and counted."""
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str,
+        *,
+        flush_interval_s: float = 1.0,
+        max_buffered: int = 500_000,
+    ) -> None:
+        self._client = client
+        self._run_id = run_id
+        self._flush_interval_s = flush_interval_s
+        self._pending: deque[Metric] = deque(maxlen=max_buffered)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.dropped = 0
+        self.failed_batches = 0
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="mlflow-metrics", daemon=True)
+        self._thread.start()
+
+    def log(self, step: int, metrics: Mapping[str, Any]) -> None:
+        timestamp = int(time.time() * 1000)
+        batch = [Metric(name, value, timestamp, step) for name, value in flatten_metrics(metrics)]
+        with self._lock:
+            overflow = len(self._pending) + len(batch) - (self._pending.maxlen or 0)
+            if overflow > 0:
+                self.dropped += overflow
+            self._pending.extend(batch)
+
+    def close(self, timeout_s: float = 60.0) -> int:
+        """Send what is buffered (for at most timeout_s); return how many metrics were not."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        with self._lock:
+            return len(self._pending) + self.dropped
+
+    def _run(self) -> None:
+        backoff_s = self._flush_interval_s
+        while True:
+            stopping = self._stop.wait(backoff_s)
+            if self._send_pending():
+                if stopping:
+                    return
+                backoff_s = self._flush_interval_s
+                continue
+            # The store refused: wait longer each time. Once closing, the event no longer
+            # waits, so sleep; close() stops waiting for this thread after its timeout.
+            backoff_s = min(backoff_s * 2, 5.0 if stopping else 30.0)
+            if stopping:
+                time.sleep(backoff_s)
+
+    def _send_pending(self) -> bool:
+        """Send everything buffered; False when the store refused (metrics kept for later)."""
+        while True:
+            with self._lock:
+                batch = [self._pending.popleft()
+                         for _ in range(min(MAX_METRICS_PER_BATCH, len(self._pending)))]
+            if not batch:
+                return True
+            try:
+                self._client.log_batch(self._run_id, metrics=batch, synchronous=True)
+            except Exception as error:  # network or server errors: keep the metrics, retry
+                with self._lock:
+                    self._pending.extendleft(reversed(batch))
+                self.failed_batches += 1
+                self.last_error = first_line(error)
+                return False
+
+
+def start_run(config: RunConfig, experiment_id: str, tags: Mapping[str, str]) -> str:
+    """Start the run with MLflow's own system-metrics logging (psutil); return its id."""
+    run = mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=f"{config.task}-{config.checkpoint_mode}",
+        tags={key: value for key, value in tags.items() if value},
+        log_system_metrics=True,
+    )
+    return run.info.run_id
+
+
+def end_run(run_id: str, succeeded: bool, attempts: int = 5) -> bool:
+    """End the run as FINISHED or FAILED, retrying while the store is unreachable, so a run is
+    never left RUNNING because of a short outage. Returns False if it could not."""
+    status = RunStatus.to_string(RunStatus.FINISHED if succeeded else RunStatus.FAILED)
+    try:
+        mlflow.end_run(status=status)  # also stops the system-metrics thread
+        return True
+    except Exception:
+        pass  # the fluent run is already popped; set the status directly, with retries
+    delay_s = 1.0
+    for attempt in range(attempts):
+        try:
+            MlflowClient().set_terminated(run_id, status)
+            return True
+        except Exception:
+            if attempt < attempts - 1:
+                time.sleep(delay_s)
+                delay_s *= 2
+    return False
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def log_dir_for(config: RunConfig, run_id: str) -> Path:
+    """Where the backend writes this run's files (model_<it>.pt, its own logs)."""
+    return config.output_dir / "runs" / run_id

@@ -1,0 +1,73 @@
+"""RunConfig from flags and the task environment (no subprocess: a pure function)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.config import ConfigError, parse_config
+
+TEMPLATE_EMPTIES = {  # what the workflow template passes when the user set nothing
+    "TASK": "Ant-v5", "NUM_ENVS": "", "MAX_ITERATIONS": "", "TRAINING_BACKEND": "",
+    "CHECKPOINT_URI": "", "CHECKPOINT_MODE": "", "REGISTER_CHECKPOINT": "",
+    "RUN_AZURE_SMOKE_TEST": "0", "SEED": "", "EXPERIMENT_NAME": "", "WORKFLOW_ID": "wf-1",
+    "TRAINING_OUTPUT_DIR": "", "MLFLOW_TRACKING_URI": "", "AZURE_SUBSCRIPTION_ID": "",
+    "AZURE_RESOURCE_GROUP": "", "AZUREML_WORKSPACE_NAME": "",
+}
+
+
+def test_empty_environment_values_mean_unset() -> None:
+    config = parse_config([], TEMPLATE_EMPTIES)
+    assert config.task == "Ant-v5"
+    assert config.max_iterations is None and config.seed is None
+    assert config.backend == "rsl_rl" and config.checkpoint_mode == "from-scratch"
+    assert config.register_checkpoint is None and config.run_smoke_test is False
+    assert config.experiment_name == "isaaclab-Ant-v5"
+    assert config.mlflow_tracking_uri is None and config.azure_workspace is None
+    assert config.output_dir == Path("training_output")
+    assert config.workflow_id == "wf-1"
+
+
+def test_flags_beat_environment_and_empty_flags_fall_back() -> None:
+    env = TEMPLATE_EMPTIES | {"NUM_ENVS": "64", "MAX_ITERATIONS": "100", "SEED": "3"}
+    config = parse_config(["--num_envs", "8", "--max_iterations", "", "--seed", "7",
+                           "--experiment-name", "mine"], env)
+    assert config.num_envs == 8  # flag wins
+    assert config.max_iterations == 100  # empty flag: the environment's value
+    assert config.seed == 7 and config.experiment_name == "mine"
+
+
+def test_fresh_is_from_scratch_and_mode_is_case_insensitive() -> None:
+    assert parse_config(["--checkpoint-mode", "FRESH"], TEMPLATE_EMPTIES).checkpoint_mode \
+        == "from-scratch"
+    config = parse_config(["--checkpoint-mode", "Resume", "--checkpoint-uri", "runs:/x/y"],
+                          TEMPLATE_EMPTIES)
+    assert config.checkpoint_mode == "resume" and config.checkpoint_uri == "runs:/x/y"
+
+
+def test_azure_workspace_needs_all_three_values() -> None:
+    partial = TEMPLATE_EMPTIES | {"AZURE_SUBSCRIPTION_ID": "sub", "AZURE_RESOURCE_GROUP": "rg"}
+    assert parse_config([], partial).azure_workspace is None
+    full = partial | {"AZUREML_WORKSPACE_NAME": "ws"}
+    assert parse_config([], full).azure_workspace == ("sub", "rg", "ws")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        ([], {}, "no task given"),
+        (["--checkpoint-mode", "warm-start"], {"TASK": "Ant-v5"}, "needs a checkpoint"),
+        (["--checkpoint-mode", "resume"], TEMPLATE_EMPTIES, "needs a checkpoint"),
+        (["--checkpoint-mode", "later"], TEMPLATE_EMPTIES, "unknown checkpoint mode 'later'"),
+        (["--num_envs", "0"], TEMPLATE_EMPTIES, "num_envs must be at least 1"),
+        (["--max_iterations", "ten"], TEMPLATE_EMPTIES, "max_iterations must be a whole number"),
+        (["--backend", "skrl"], TEMPLATE_EMPTIES, "not supported yet"),
+        (["--backend", "sb3"], TEMPLATE_EMPTIES, "unknown backend"),
+        ([], TEMPLATE_EMPTIES | {"RUN_AZURE_SMOKE_TEST": "maybe"}, "must be 0 or 1"),
+    ],
+)
+def test_bad_values_are_one_clear_message(argv: list[str], env: dict[str, str],
+                                          message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(argv, env)

@@ -1,0 +1,81 @@
+"""Metric names, batching through a background thread, and tracking URI resolution, against
+a real sqlite store and a real `mlflow server`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from support.mlflow_server import MlflowServer, ServerRun
+
+from training.config import parse_config
+from training.tracking import (
+    MetricLogger,
+    flatten_metrics,
+    resolve_tracking_target,
+    sanitize_metric_name,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("Loss/value_function", "Loss/value_function"),
+        ("Episode/rew (track_lin_vel)", "Episode/rew _track_lin_vel_"),
+        ("Episode_Reward/feet_air_time%", "Episode_Reward/feet_air_time_"),
+        ("Metrics//base_velocity/", "Metrics/base_velocity"),
+        ("a/../b", "a/b"),
+    ],
+)
+def test_metric_names_become_valid_for_mlflow(raw: str, clean: str) -> None:
+    assert sanitize_metric_name(raw) == clean
+
+
+def test_list_valued_metrics_are_expanded_not_dropped() -> None:
+    import torch
+
+    flat = dict(flatten_metrics({"Episode/x": [1, 2], "Episode/t": torch.tensor([3.0, 4.0]),
+                                 "Train/mean_reward": torch.tensor(5.0), "note": "text"}))
+    assert flat == {"Episode/x/0": 1.0, "Episode/x/1": 2.0, "Episode/t/0": 3.0,
+                    "Episode/t/1": 4.0, "Train/mean_reward": 5.0}
+
+
+def test_tracking_uri_order_env_then_local_sqlite(tmp_path: Path) -> None:
+    env = {"TASK": "Ant-v5", "TRAINING_OUTPUT_DIR": str(tmp_path / "out")}
+    local = resolve_tracking_target(parse_config([], env))
+    assert local.source == "local"
+    assert local.uri == f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}"
+    assert local.artifact_location == (tmp_path / "out" / "mlartifacts").as_uri()
+    given = resolve_tracking_target(parse_config([], env | {"MLFLOW_TRACKING_URI": "http://x:1"}))
+    assert (given.uri, given.source) == ("http://x:1", "MLFLOW_TRACKING_URI")
+
+
+def _logged(client: MlflowClient, run_id: str, name: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, name))
+
+
+def test_metric_logger_sends_every_step_in_batches(mlflow_server: MlflowServer) -> None:
+    mlflow.set_tracking_uri(mlflow_server.url)
+    client = MlflowClient()
+    run_id = client.create_run(client.create_experiment("metric-logger")).info.run_id
+    logger = MetricLogger(client, run_id, flush_interval_s=0.1)
+    for step in range(30):
+        logger.log(step, {"Train/mean_reward": float(step), "Loss/surrogate": -step / 10})
+    assert logger.close(timeout_s=30) == 0
+    assert _logged(client, run_id, "Train/mean_reward") == [(s, float(s)) for s in range(30)]
+    assert len(_logged(client, run_id, "Loss/surrogate")) == 30
+
+
+@pytest.mark.slow
+def test_metric_logger_keeps_metrics_through_an_outage(run_on_own_server: ServerRun) -> None:
+    client, run_id = run_on_own_server.client, run_on_own_server.run_id
+    logger = MetricLogger(client, run_id, flush_interval_s=0.1)
+    run_on_own_server.server.stop()
+    for step in range(5):
+        logger.log(step, {"Train/mean_reward": float(step)})
+    run_on_own_server.server.start()
+    assert logger.close(timeout_s=60) == 0
+    assert [s for s, _ in _logged(client, run_id, "Train/mean_reward")] == list(range(5))
+    assert logger.failed_batches >= 1  # it did see the outage
