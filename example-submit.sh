@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Example submission, as in the seed: copy this file and put your own Azure values in.
 # Add --dry-run after `--` to print the workflow instead of submitting it.
+#
+# The same workflow on this machine first (CPU, a gymnasium MuJoCo task, a local MLflow
+# store; no cluster, no login):
+#   ./submit-training.sh --local --task HalfCheetah-v5 --num-envs 16 --max-iterations 50
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 ./submit-training.sh \

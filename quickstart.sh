@@ -8,7 +8,7 @@
 #
 # HalfCheetah-v5 with 16 environments for 300 iterations (about 300k steps) takes about a
 # minute of training on an idle 2-core machine, and the mean reward climbs from -214 (the
-# random policy) to about +580 (bench/RESULTS.backend.md). The first ~30 iterations show
+# random policy) to about +580 (bench/RESULTS.md). The first ~30 iterations show
 # falling rewards: an episode lasts 1000 steps, so full episodes only arrive from then on.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"

@@ -7,7 +7,7 @@ Runs alternate (local, direct, local, direct, ...) so that a machine getting bus
 affects both sides alike.
 
     .venv/bin/python bench/local_overhead.py                 # 20 pairs, prints a table
-    .venv/bin/python bench/local_overhead.py --pairs 3 --results bench/RESULTS.local.md
+    .venv/bin/python bench/local_overhead.py --results /tmp/local.md  # then into bench/RESULTS.md
 
 Target: median local wall time <= 1.05 x median direct wall time.
 """

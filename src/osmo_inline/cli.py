@@ -47,6 +47,7 @@ OVERRIDABLE = (
     ("register_checkpoint", "REGISTER_CHECKPOINT", ""),
     ("sleep_after_unpack", "SLEEP_AFTER_UNPACK", ""),
     ("backend", "TRAINING_BACKEND", "rsl_rl"),
+    ("auto_resume", "AUTO_RESUME", "true"),
 )
 # Resource flags: no environment override in the seed.
 RESOURCES = (("gpu", "1"), ("cpu", "8"), ("memory", "48Gi"), ("storage", "80Gi"))
@@ -66,7 +67,7 @@ after --:
 
 environment overrides (a flag beats its variable):
   TASK NUM_ENVS MAX_ITERATIONS IMAGE PAYLOAD_ROOT RUN_AZURE_SMOKE_TEST CHECKPOINT_URI
-  CHECKPOINT_MODE REGISTER_CHECKPOINT SLEEP_AFTER_UNPACK TRAINING_BACKEND
+  CHECKPOINT_MODE REGISTER_CHECKPOINT SLEEP_AFTER_UNPACK TRAINING_BACKEND AUTO_RESUME
 
 exit codes: 0 ok, 2 bad input, 3 spec invalid, 4 osmo missing, 5/6/7/8 osmo exit 1/2/10/75,
 9 other osmo failure; with --local, the task's own exit code.
@@ -109,6 +110,9 @@ def build_parser() -> _Parser:
         help="runs:/, models:/, mlflow-artifacts:/ URI or path to start from")
     add("-M", "--checkpoint-mode", metavar="MODE",
         help="from-scratch (default), warm-start, resume; fresh = from-scratch")
+    add("--no-auto-resume", dest="auto_resume", action="store_const", const="false",
+        help="on a retry, start over as requested instead of continuing this workflow's "
+        "MLflow run from its last checkpoint")
     add("-r", "--register-checkpoint", metavar="NAME",
         help="model name to register the final checkpoint under")
     add("-s", "--run-smoke-test", dest="run_azure_smoke_test", action="store_const", const="1",
@@ -205,6 +209,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     smoke = value["run_azure_smoke_test"].strip().lower()
     if smoke not in _TRUE + _FALSE:
         raise BadInput(f"{where['run_azure_smoke_test']} must be 1 or 0, not {smoke!r}")
+    auto_resume = value["auto_resume"].strip().lower() or "true"
+    if auto_resume not in _TRUE + _FALSE:
+        raise BadInput(f"{where['auto_resume']} must be true or false, not {auto_resume!r}")
     sleep = value["sleep_after_unpack"].strip()
     if sleep and not _SECONDS.fullmatch(sleep):
         raise BadInput(f"{where['sleep_after_unpack']} must be a non-negative number of "
@@ -230,6 +237,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         image=value["image"],
         checkpoint_uri=value["checkpoint_uri"].strip(),
         checkpoint_mode=mode,
+        auto_resume=auto_resume in _TRUE,
         register_checkpoint=value["register_checkpoint"].strip(),
         run_smoke_test=smoke in _TRUE,
         workflow=cwd / flags.workflow,

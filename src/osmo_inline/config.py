@@ -25,6 +25,7 @@ class SubmitConfig:
     image: str
     checkpoint_uri: str
     checkpoint_mode: str  # from-scratch | warm-start | resume ("fresh" already mapped)
+    auto_resume: bool  # a retried task continues its workflow's MLflow run
     register_checkpoint: str
     run_smoke_test: bool
     workflow: Path
@@ -62,6 +63,7 @@ class SubmitConfig:
             "image": self.image,
             "checkpoint_uri": self.checkpoint_uri,
             "checkpoint_mode": self.checkpoint_mode,
+            "auto_resume": "true" if self.auto_resume else "false",
             "register_checkpoint": self.register_checkpoint,
             "run_azure_smoke_test": 1 if self.run_smoke_test else 0,
             "payload_root": self.payload_root,

@@ -29,6 +29,8 @@ TASK_KEYS = {
 }
 GROUP_KEYS = {"name", "barrier", "ignoreNonleadStatus", "tasks"}
 FILE_KEYS = {"path", "contents", "base64"}
+EXIT_ACTIONS = ("COMPLETE", "FAIL", "RESCHEDULE")
+EXIT_CODES = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")  # "0,1-10,16"
 
 NAME = re.compile(r"[a-zA-Z]([a-zA-Z0-9_-]*[a-zA-Z0-9])?")
 NAME_MAX = 64
@@ -201,6 +203,7 @@ def _task(task: dict[str, Any], where: str, profiles: set[str], names: list[Any]
                                 f"the {ARG_LIMIT} byte limit of one argv string")
     problems += _environment(task.get("environment", {}), f"{where}.environment")
     problems += _files(task.get("files", []), f"{where}.files")
+    problems += _exit_actions(task.get("exitActions"), f"{where}.exitActions")
     resource = task.get("resource", "default")
     if profiles and resource not in profiles:
         problems.append(f"{where}.resource: no resource profile '{resource}'")
@@ -249,6 +252,35 @@ def _files(files: Any, where: str) -> list[str]:
         if size > FILE_LIMIT:
             problems.append(f"{at}: {size} bytes, over the {FILE_LIMIT} byte limit of a file "
                             "(one Kubernetes Secret)")
+    return problems
+
+
+def _exit_actions(actions: Any, where: str) -> list[str]:
+    """{COMPLETE|FAIL|RESCHEDULE: "0,1-10,16"}, and no exit code under two actions."""
+    if actions is None:
+        return []
+    if not isinstance(actions, dict):
+        return [f"{where}: must be a mapping of action: \"codes\" (e.g. RESCHEDULE: \"75\")"]
+    problems = [f"{where}: unknown action '{action}'; use " + ", ".join(EXIT_ACTIONS)
+                for action in actions if action not in EXIT_ACTIONS]
+    claimed: list[tuple[int, int, str]] = []  # (low, high, action)
+    for action, codes in actions.items():
+        text = str(codes).replace(" ", "") if _is_int(codes) or isinstance(codes, str) else ""
+        if not EXIT_CODES.fullmatch(text):
+            problems.append(f"{where}.{action}: {codes!r} must be exit codes such as "
+                            "\"0,1-10,16\"")
+            continue
+        for part in text.split(","):
+            first, _, last = part.partition("-")
+            low, high = int(first), int(last or first)
+            if low > high:
+                problems.append(f"{where}.{action}: range {part} runs backwards")
+                continue
+            for other_low, other_high, other in claimed:
+                if other != action and low <= other_high and other_low <= high:
+                    problems.append(f"{where}: exit code {max(low, other_low)} is under both "
+                                    f"{other} and {action}")
+            claimed.append((low, high, action))
     return problems
 
 

@@ -41,6 +41,8 @@ BAD_INPUTS = [
     ("env-num-envs", [], {"NUM_ENVS": "many"}, 2, "NUM_ENVS (environment) must be a positive"),
     ("env-smoke", [], {"RUN_AZURE_SMOKE_TEST": "maybe"}, 2, "RUN_AZURE_SMOKE_TEST"),
     ("env-mode", [], {"CHECKPOINT_MODE": "later"}, 2, "unknown checkpoint mode 'later'"),
+    ("env-auto-resume", [], {"AUTO_RESUME": "sometimes"}, 2,
+     "AUTO_RESUME (environment) must be true or false"),
     ("budget", ["--payload-budget", "100"], {}, 2, "payload too large"),
     ("bad-workflow-name", ["--", "workflow_name=9lives"], {}, 3, "workflow.name: '9lives'"),
     ("mixed-timeout-units", ["--", "exec_timeout=10h5m"], {}, 3,

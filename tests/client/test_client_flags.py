@@ -36,6 +36,7 @@ FLAG_CASES = [
     (["--sleep-after-unpack", "7200"], "SLEEP_AFTER_UNPACK", "7200"),
     (["-b", "skrl"], "TRAINING_BACKEND", "skrl"),
     (["--backend", "rsl_rl"], "TRAINING_BACKEND", "rsl_rl"),
+    (["--no-auto-resume"], "AUTO_RESUME", "false"),
 ]
 
 
@@ -60,6 +61,8 @@ ENV_CASES = [
     ("REGISTER_CHECKPOINT", "my-model", "my-model"),
     ("SLEEP_AFTER_UNPACK", "30", "30"),
     ("TRAINING_BACKEND", "skrl", "skrl"),
+    ("AUTO_RESUME", "0", "false"),
+    ("AUTO_RESUME", "Yes", "true"),
 ]
 
 
@@ -90,6 +93,7 @@ def test_defaults_match_the_seed(project, submit):
     assert env["PAYLOAD_ROOT"] == "/workspace/isaac_payload"
     assert env["CHECKPOINT_MODE"] == "from-scratch"
     assert env["TRAINING_BACKEND"] == "rsl_rl"
+    assert env["AUTO_RESUME"] == "true"
     assert env["NVIDIA_DRIVER_CAPABILITIES"] == "all"
     assert env["WORKFLOW_ID"] == "{{workflow_id}}"
     workflow = yaml.safe_load(spec_text)["workflow"]

@@ -41,6 +41,13 @@ def test_only_osmo_special_tokens_survive_rendering():
     assert env["TRAINING_OUTPUT_DIR"] == "{{output}}"
 
 
+def test_a_preempted_evicted_or_gracefully_stopped_task_is_rescheduled():
+    task = yaml.safe_load(rendered_default())["workflow"]["tasks"][0]
+    assert task["exitActions"] == {"COMPLETE": "0", "RESCHEDULE": "75,3004,3006"}
+    assert task["environment"]["AUTO_RESUME"] == "true"
+    assert task["environment"]["SAVE_INTERVAL"] == ""
+
+
 def test_template_variables_are_discovered_not_hard_coded():
     variables = load_template(TEMPLATE).variables
     assert {"task", "num_envs", "azure_client_id", "payload_b64", "workflow_name"} <= variables
@@ -94,11 +101,21 @@ INVALID = [
     ("unknown-profile", lambda s: s.replace("    image: img", "    image: img\n    resource: big"),
      "no resource profile 'big'"),
     ("not-yaml", lambda s: s.replace("name: a", "name: [a"), "spec is not valid YAML"),
+    ("exit-action-unknown", lambda s: s + '    exitActions: {RETRY: "75"}\n',
+     "unknown action 'RETRY'"),
+    ("exit-codes-garbled", lambda s: s + '    exitActions: {RESCHEDULE: "75;3006"}\n',
+     "'75;3006' must be exit codes"),
+    ("exit-codes-backwards", lambda s: s + '    exitActions: {FAIL: "10-1"}\n',
+     "range 10-1 runs backwards"),
+    ("exit-codes-overlap", lambda s: s + '    exitActions: {COMPLETE: "0-80", RESCHEDULE: "75"}\n',
+     "exit code 75 is under both COMPLETE and RESCHEDULE"),
 ]
 
 
 def test_the_good_spec_is_valid():
     assert validate_spec(GOOD) == []
+    with_exit_actions = GOOD + '    exitActions: {COMPLETE: 0, RESCHEDULE: "75,3000-3006"}\n'
+    assert validate_spec(with_exit_actions) == []
 
 
 @pytest.mark.parametrize(("edit", "message"), [c[1:] for c in INVALID],
