@@ -3,16 +3,16 @@ and store the final one with its checkpoint.json.
 
 Incoming: a checkpoint URI is `runs:/`, `models:/`, `mlflow-artifacts:/` (anything MLflow can
 download) or a local path; a directory resolves to its highest-iteration `model_<it>.pt`.
-Outgoing: every save goes to the run's `checkpoints/` artifacts (plus `<name>.sha256`) from a
-worker thread with a bounded queue and retries; the highest iteration goes to
-`checkpoints/final/` with `checkpoint.json`.
+Outgoing: every save goes to the run's `checkpoints/` artifacts (plus `<name>.sha256`, written
+after the file, so a sidecar means the upload completed) from a worker thread that retries
+through outages while training goes on; the highest iteration goes to `checkpoints/final/`
+with `checkpoint.json`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import queue
 import re
 import threading
 import time
@@ -90,19 +90,31 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_sidecar_digest(checkpoint: Path) -> None:
-    """When a `<name>.sha256` (written by our uploads) or a checkpoint.json lies next to the
-    file, its bytes must match: a truncated download is caught before loading."""
-    expected = None
-    sidecar = checkpoint.with_name(checkpoint.name + ".sha256")
-    manifest = checkpoint.with_name(MANIFEST_NAME)
+def sidecar_of(checkpoint: Path) -> Path:
+    """Where `<name>.sha256` lies next to a checkpoint (text: `<hex>  <name>`)."""
+    return checkpoint.with_name(checkpoint.name + ".sha256")
+
+
+def recorded_sha256(checkpoint: Path) -> str | None:
+    """The sha256 recorded for the file by a `<name>.sha256` sidecar (written by our uploads)
+    or a checkpoint.json next to it; None when neither records it."""
+    sidecar = sidecar_of(checkpoint)
     if sidecar.is_file():
-        expected = sidecar.read_text().split()[0]
-    elif manifest.is_file():
+        words = sidecar.read_text().split()
+        return words[0] if words else ""
+    manifest = checkpoint.with_name(MANIFEST_NAME)
+    if manifest.is_file():
         data = json.loads(manifest.read_text())
         if data.get("file") == checkpoint.name:
-            expected = data.get("sha256")
-    if expected and sha256_of(checkpoint) != expected:
+            return data.get("sha256")
+    return None
+
+
+def verify_sidecar_digest(checkpoint: Path) -> None:
+    """When a sidecar or checkpoint.json records the file's sha256, its bytes must match: a
+    truncated download is caught before loading."""
+    expected = recorded_sha256(checkpoint)
+    if expected is not None and sha256_of(checkpoint) != expected:
         raise CheckpointUnavailable(
             f"checkpoint {checkpoint.name} is corrupt: its sha256 does not match the recorded "
             f"{expected[:12]}..."
@@ -113,6 +125,7 @@ def verify_sidecar_digest(checkpoint: Path) -> None:
 class UploadReport:
     uploaded: list[int] = field(default_factory=list)  # iterations now in the store
     not_uploaded: dict[int, str] = field(default_factory=dict)  # iteration -> local path
+    errors: dict[int, str] = field(default_factory=dict)  # iteration -> its last upload error
 
     def summary(self) -> str:
         text = f"{len(self.uploaded)} checkpoint(s) uploaded"
@@ -147,84 +160,124 @@ def upload_checkpoint(client: MlflowClient, run_id: str, path: Path, artifact_pa
     """The file and its `<name>.sha256` (so a later resume can verify the bytes)."""
     digest = sha256_of(path)
     client.log_artifact(run_id, str(path), artifact_path)
-    client.log_text(run_id, f"{digest}  {path.name}\n", f"{artifact_path}/{path.name}.sha256")
+    client.log_text(run_id, f"{digest}  {path.name}\n",
+                    f"{artifact_path}/{sidecar_of(path).name}")
 
 
 class CheckpointUploader:
-    """Uploads each saved checkpoint to `checkpoints/` from a worker thread.
+    """Uploads each saved checkpoint to `checkpoints/` from a worker thread, newest first.
 
-    submit() never blocks training: when the queue is full, or an upload keeps failing after
-    its retries, the checkpoint is set aside and tried again when close() drains; close()
-    waits at most its timeout and reports exactly which checkpoints did not reach the store.
+    submit() never blocks training: it records the file under a lock that the worker holds
+    only for bookkeeping, never during a network call. A failed upload is retried while
+    training goes on: after the k-th failure in a row the worker waits
+    min(backoff_s * 2**(k-1), max_backoff_s) before the next try (1, 2, 4, 8, 16, 30, 30 ... s
+    by default; at most 5 s apart once closing), with no limit on the number of tries until
+    close(). A checkpoint that failed `attempts` times in a row lets the other pending ones go
+    first, so one bad file cannot hold back the rest. close() waits at most its timeout and
+    reports exactly which checkpoints did not reach the store.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, *, queue_size: int = 8,
-                 attempts: int = 4, backoff_s: float = 1.0) -> None:
+    CLOSING_MAX_BACKOFF_S = 5.0  # the store may be back any moment; the deadline is near
+
+    def __init__(self, client: MlflowClient, run_id: str, *, attempts: int = 4,
+                 backoff_s: float = 1.0, max_backoff_s: float = 30.0) -> None:
         self._client = client
         self._run_id = run_id
-        self._attempts = attempts
+        self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
-        self._queue: queue.Queue[tuple[int, Path] | None] = queue.Queue(maxsize=queue_size)
-        self._set_aside: list[tuple[int, Path]] = []
-        self._lock = threading.Lock()
-        self._submitted: dict[int, Path] = {}
+        self._max_backoff_s = max_backoff_s
+        self._wake = threading.Condition()  # guards everything below; never held while uploading
+        self._pending: dict[int, Path] = {}  # iteration -> file, not in the store yet
+        self._failed_tries: dict[int, int] = {}  # iteration -> failures in a row
+        self._errors: dict[int, str] = {}  # iteration -> last error, while not uploaded
         self._uploaded: set[int] = set()
-        self._deadline: float | None = None
-        self.failures = 0  # failed attempts, for the log
+        self._close_by: float | None = None  # set by close(): the worker stops at this time
+        self.failures = 0  # failed tries, for the log
         self.last_error: str | None = None
         self._thread = threading.Thread(target=self._work, name="checkpoint-uploads", daemon=True)
         self._thread.start()
 
     def submit(self, iteration: int, path: Path) -> None:
-        with self._lock:
-            self._submitted[iteration] = path
-        try:
-            self._queue.put_nowait((iteration, path))
-        except queue.Full:
-            with self._lock:
-                self._set_aside.append((iteration, path))
+        with self._wake:
+            self._pending[iteration] = path
+            self._uploaded.discard(iteration)  # a new file for this iteration replaces the old
+            self._wake.notify()
 
     def close(self, timeout_s: float) -> UploadReport:
-        self._deadline = time.monotonic() + timeout_s
-        try:  # the sentinel wakes the worker, which drains the queue before it
-            self._queue.put(None, timeout=timeout_s)
-        except queue.Full:
-            pass
-        self._thread.join(max(0.0, self._deadline - time.monotonic()))
-        with self._lock:
-            return UploadReport(
-                uploaded=sorted(self._uploaded),
-                not_uploaded={it: str(p) for it, p in self._submitted.items()
-                              if it not in self._uploaded},
-            )
+        """Let the worker upload what is pending for at most timeout_s, then report."""
+        with self._wake:
+            self._close_by = time.monotonic() + max(0.0, timeout_s)
+            self._wake.notify()
+        self._thread.join(max(0.0, timeout_s))
+        with self._wake:
+            return UploadReport(uploaded=sorted(self._uploaded),
+                                not_uploaded={it: str(p) for it, p in self._pending.items()},
+                                errors={it: self._errors[it] for it in self._pending
+                                        if it in self._errors})
 
     def _work(self) -> None:
-        while (job := self._queue.get()) is not None:
-            self._upload(*job)
-        # Closing: what was set aside (queue full, or failed during an outage) gets another
-        # round now that training is over and the store may be back.
-        with self._lock:
-            retry_jobs, self._set_aside = self._set_aside, []
-        for iteration, path in retry_jobs:
-            self._upload(iteration, path, final_round=True)
+        failures_in_a_row, last_try_at = 0, 0.0
+        while (job := self._wait_for_job(failures_in_a_row, last_try_at)) is not None:
+            error = self._upload(*job)
+            if error is None and failures_in_a_row:
+                print(f"checkpoint uploads recovered: {job[1].name} stored after "
+                      f"{failures_in_a_row} failed tries", flush=True)
+            elif error is not None and not failures_in_a_row:
+                print(f"warning: upload of {job[1].name} failed ({error}); retrying in the "
+                      f"background (waits of {self._backoff_s:g} s doubling to at most "
+                      f"{self._max_backoff_s:g} s) while training goes on", flush=True)
+            failures_in_a_row = 0 if error is None else failures_in_a_row + 1
+            last_try_at = time.monotonic()
 
-    def _upload(self, iteration: int, path: Path, final_round: bool = False) -> None:
-        error = retry(
-            lambda: upload_checkpoint(self._client, self._run_id, path, "checkpoints"),
-            attempts=self._attempts,
-            backoff_s=self._backoff_s,
-            deadline=self._deadline,
-        )
-        with self._lock:
+    def _wait_for_job(self, failures_in_a_row: int, last_try_at: float) -> tuple[int, Path] | None:
+        """The next checkpoint to try, once its backoff has passed; None when closed (nothing
+        pending, or the close deadline passed)."""
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                if self._close_by is not None and (not self._pending or now >= self._close_by):
+                    return None
+                retry_at = last_try_at + self._retry_wait(failures_in_a_row)
+                if self._pending and now >= retry_at:
+                    return self._newest_due()
+                wake_times = [t for t in (retry_at if self._pending else None, self._close_by)
+                              if t is not None]
+                self._wake.wait(min(wake_times) - now if wake_times else None)
+
+    def _retry_wait(self, failures_in_a_row: int) -> float:
+        if failures_in_a_row == 0:
+            return 0.0
+        cap = self._max_backoff_s
+        if self._close_by is not None:
+            cap = min(cap, self.CLOSING_MAX_BACKOFF_S)
+        return min(self._backoff_s * 2 ** (failures_in_a_row - 1), cap)
+
+    def _newest_due(self) -> tuple[int, Path]:
+        """The newest pending checkpoint, after those that failed fewer rounds of `attempts`."""
+        iteration = min(self._pending,
+                        key=lambda it: (self._failed_tries.get(it, 0) // self._attempts, -it))
+        return iteration, self._pending[iteration]
+
+    def _upload(self, iteration: int, path: Path) -> str | None:
+        """One try; None on success, else the error's first line."""
+        try:
+            upload_checkpoint(self._client, self._run_id, path, "checkpoints")
+            error = None
+        except Exception as exception:  # network and server errors: retried after a backoff
+            error = first_line(exception)
+        with self._wake:
             if error is None:
+                if self._pending.get(iteration) == path:
+                    del self._pending[iteration]
+                self._failed_tries.pop(iteration, None)
+                self._errors.pop(iteration, None)
                 self._uploaded.add(iteration)
-                return
-            self.failures += 1
-            self.last_error = error
-            if not final_round:
-                self._set_aside.append((iteration, path))
-        print(f"warning: upload of {path.name} failed ({error}); "
-              + ("gave up" if final_round else "will retry at the end"), flush=True)
+            else:
+                self._failed_tries[iteration] = self._failed_tries.get(iteration, 0) + 1
+                self._errors[iteration] = error
+                self.failures += 1
+                self.last_error = error
+        return error
 
 
 def write_manifest(path: Path, **fields: object) -> Path:

@@ -26,6 +26,14 @@ AZURE_WORKSPACE_VARIABLES = (
 DEFAULT_OUTPUT_DIR = "training_output"
 # Parallel environments when NUM_ENVS is not set (the workflow template always sets it).
 DEFAULT_NUM_ENVS = 16
+# Seconds the runtime may spend after the first SIGTERM/SIGINT (saving, uploading) before it
+# exits: inside Kubernetes' default terminationGracePeriodSeconds of 30 s.
+DEFAULT_STOP_GRACE_S = 25.0
+# How long the end of a run waits for checkpoint uploads (CHECKPOINT_UPLOAD_TIMEOUT_S).
+DEFAULT_UPLOAD_TIMEOUT_S = 300.0
+# How long auto-resume keeps trying an unreachable tracking store before it exits 75 (retryable)
+# rather than start a second run of the same workflow.
+DEFAULT_RESUME_LOOKUP_TIMEOUT_S = 60.0
 
 
 class ConfigError(ValueError):
@@ -54,6 +62,11 @@ class RunConfig:
     # Azure ML workspace (subscription, resource group, workspace) when all three are set.
     azure_workspace: tuple[str, str, str] | None
     mlflow_tracking_uri: str | None
+    # Continue the run of an earlier attempt of the same workflow (WORKFLOW_ID) if there is one.
+    auto_resume: bool = True
+    stop_grace_s: float = DEFAULT_STOP_GRACE_S
+    upload_timeout_s: float = DEFAULT_UPLOAD_TIMEOUT_S
+    resume_lookup_timeout_s: float = DEFAULT_RESUME_LOOKUP_TIMEOUT_S
 
     @property
     def uses_checkpoint(self) -> bool:
@@ -94,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--experiment-name", help="MLflow experiment; empty: isaaclab-<task> [EXPERIMENT_NAME]")
     add("--save-interval", help="save a checkpoint every N iterations; default: the agent "
         "cfg's (launcher flag only, not part of the workflow contract)")
+    add("--auto-resume", action=argparse.BooleanOptionalAction, default=None,
+        help="continue the run of an earlier attempt of the same workflow id (default: on) "
+        "[AUTO_RESUME]")
     add("--device", help="torch device; default cuda when available, else cpu")
     add("--headless", action="store_true", help="accepted for the seed's command line; "
         "training always runs headless")
@@ -134,6 +150,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
             "CHECKPOINT_URI (e.g. runs:/<run_id>/checkpoints/final)"
         )
 
+    auto_resume = args.auto_resume  # --auto-resume / --no-auto-resume, None when not given
+    if auto_resume is None:
+        auto_resume = _true_or_false(value(None, "AUTO_RESUME"), "AUTO_RESUME", default=True)
     azure_values = tuple(environ.get(name, "").strip() for name in AZURE_WORKSPACE_VARIABLES)
     return RunConfig(
         task=task,
@@ -157,6 +176,15 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         headless=True,
         azure_workspace=azure_values if all(azure_values) else None,  # type: ignore[arg-type]
         mlflow_tracking_uri=value(None, "MLFLOW_TRACKING_URI"),
+        auto_resume=auto_resume,
+        stop_grace_s=_positive_seconds(value(None, "STOP_GRACE_S"), "STOP_GRACE_S")
+        or DEFAULT_STOP_GRACE_S,
+        upload_timeout_s=_positive_seconds(value(None, "CHECKPOINT_UPLOAD_TIMEOUT_S"),
+                                           "CHECKPOINT_UPLOAD_TIMEOUT_S")
+        or DEFAULT_UPLOAD_TIMEOUT_S,
+        resume_lookup_timeout_s=_positive_seconds(value(None, "AUTO_RESUME_LOOKUP_TIMEOUT_S"),
+                                                  "AUTO_RESUME_LOOKUP_TIMEOUT_S")
+        or DEFAULT_RESUME_LOOKUP_TIMEOUT_S,
     )
 
 
@@ -179,6 +207,30 @@ def _positive_int(text: str | None, name: str) -> int | None:
     if number is not None and number < 1:
         raise ConfigError(f"{name} must be at least 1, got {number}")
     return number
+
+
+def _positive_seconds(text: str | None, name: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"{name} must be more than 0 seconds, got {text!r}")
+    return seconds
+
+
+def _true_or_false(text: str | None, name: str, *, default: bool) -> bool:
+    """The contract's booleans: true/false, 1/0, yes/no in any case; empty is the default."""
+    if text is None:
+        return default
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{name} must be true or false (or 1/0, yes/no), got {text!r}")
 
 
 def _flag(text: str | None) -> bool:

@@ -1,16 +1,20 @@
 """python -m training.launch: train one task with RSL-RL, tracked in MLflow.
 
-The flow, one module per step: config (flags + environment) -> deps (install what is missing,
-before any heavy import) -> smoke (optional checks) -> tracking (where to log) -> checkpoints
-(fetch the starting checkpoint) -> envs (the task) -> backends.rsl_rl (train, calling our hooks
-for metrics and uploads) -> checkpoints (final upload) -> registry (optional) -> exit code.
+The flow, one module per step: config (flags + environment) -> stop (SIGTERM/SIGINT handlers)
+-> deps (install what is missing, before any heavy import) -> smoke (optional checks) ->
+tracking (where to log) -> resume (an earlier attempt of this workflow to continue) ->
+checkpoints (fetch the starting checkpoint) -> envs (the task) -> backends.rsl_rl (train,
+calling our hooks for metrics, uploads and stop requests) -> checkpoints (final upload) ->
+registry (optional) -> exit code.
 
 Exit codes (README): 0 trained or nothing left to do, 2 bad input, 3 missing dependency,
-4 smoke test failed, 5 training failed, 6 registration failed, 7 checkpoint unusable.
+4 smoke test failed, 5 training failed, 6 registration failed, 7 checkpoint unusable,
+75 retryable (stopped by a signal after saving, or the store unreachable for auto-resume).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -22,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from training.config import ConfigError, RunConfig, parse_config
 from training.deps import MissingDependencyError, ensure_dependencies
+from training.stop import GracefulStop, StopRequested
 
 if TYPE_CHECKING:
     from training.backends.base import Checkpoint
+    from training.resume import ResumePoint
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -33,9 +39,11 @@ EXIT_SMOKE_FAILED = 4
 EXIT_TRAINING_FAILED = 5
 EXIT_REGISTRATION_FAILED = 6
 EXIT_CHECKPOINT_UNUSABLE = 7
+EXIT_RETRYABLE = 75  # EX_TEMPFAIL: the workflow template reschedules the task
 
-# How long the end of a run waits for checkpoint uploads (queue + final), then for metrics.
-UPLOAD_TIMEOUT_S = float(os.environ.get("CHECKPOINT_UPLOAD_TIMEOUT_S") or 300)
+REGISTERED_TAG = "registered_model"  # "<model>/<version>", once the final is registered
+
+# How long the end of a run waits for metrics (for uploads: config.upload_timeout_s).
 METRICS_FLUSH_TIMEOUT_S = 60.0
 
 # MLflow's HTTP client retries a refused request for minutes by default; our upload and metric
@@ -61,6 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(EXIT_BAD_INPUT, str(error))
     except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
         return int(exit_request.code or 0)
+    stop = GracefulStop(config.stop_grace_s, exit_code=EXIT_RETRYABLE).install()
+    try:
+        return prepare_and_run(config, stop)
+    except StopRequested:  # a signal before training started: nothing to save
+        _end_active_run_killed()
+        print("stopped before training started; exiting 75 (retryable)", flush=True)
+        return EXIT_RETRYABLE
+
+
+def prepare_and_run(config: RunConfig, stop: GracefulStop) -> int:
     try:
         installed = ensure_dependencies(os.environ, azure=config.azure_workspace is not None)
     except MissingDependencyError as error:
@@ -70,14 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in MLFLOW_HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
     try:
-        return run(config)
+        return run(config, stop)
     except Exception as error:  # not a user error: show where, but still exit by the README
         traceback.print_exc()
         return fail(EXIT_TRAINING_FAILED, f"{type(error).__name__}: {error}")
 
 
-def run(config: RunConfig) -> int:
+def run(config: RunConfig, stop: GracefulStop) -> int:
     """Everything after the dependency check; heavy imports start here."""
+    from training import resume
     from training.backends import rsl_rl
     from training.backends.base import CheckpointError
     from training.checkpoints import CheckpointUnavailable, fetch_checkpoint
@@ -97,11 +116,21 @@ def run(config: RunConfig) -> int:
     use_tracking_target(target)
     print(f"tracking: {target.uri} (from {target.source})", flush=True)
 
+    resumed = None  # an earlier attempt of this workflow, continued in its own run
+    workflow_id = resume.workflow_to_resume(config)
+    if workflow_id is not None:
+        try:
+            resumed = resume.find_resume_point(config, workflow_id, rsl_rl.inspect_checkpoint)
+        except resume.StoreUnreachable as error:
+            return fail(EXIT_RETRYABLE, str(error))
+
     init = None
-    if config.checkpoint_mode == "from-scratch" and config.checkpoint_uri:
+    if resumed is not None and resumed.checkpoint is not None:
+        config, init = resume.continue_from(config, resumed), resumed.checkpoint
+    elif config.checkpoint_mode == "from-scratch" and config.checkpoint_uri:
         print(f"warning: checkpoint mode from-scratch: ignoring checkpoint {config.checkpoint_uri}",
               file=sys.stderr, flush=True)
-    if config.uses_checkpoint:
+    elif config.uses_checkpoint:
         assert config.checkpoint_uri is not None  # parse_config guarantees it
         download_dir = config.output_dir / "downloads" / uuid.uuid4().hex
         try:
@@ -112,7 +141,7 @@ def run(config: RunConfig) -> int:
               f"iteration {init.iteration}, format {init.format}", flush=True)
 
     if nothing_left_to_do(config, init, config.max_iterations):  # before a slow env start
-        return EXIT_OK
+        return finish_completed_run(config, resumed)
     device = config.device or _default_device()
     try:
         env_handle = make_env(config.task, num_envs=config.num_envs, seed=config.seed,
@@ -126,15 +155,16 @@ def run(config: RunConfig) -> int:
         if config.save_interval is not None:
             agent_cfg["save_interval"] = config.save_interval
         if nothing_left_to_do(config, init, max_iterations):  # the task's default count
-            return EXIT_OK
-        return train_tracked(config, target, env_handle, agent_cfg, max_iterations, init, device)
+            return finish_completed_run(config, resumed)
+        return train_tracked(config, target, env_handle, agent_cfg, max_iterations, init, device,
+                             resumed, stop)
     finally:
         env_handle.close()
 
 
 def nothing_left_to_do(config: RunConfig, init: Checkpoint | None,
                        max_iterations: int | None) -> bool:
-    """A resume whose checkpoint already holds max_iterations: say so (exit 0, no run)."""
+    """A resume whose checkpoint already holds max_iterations: say so (exit 0; no new run)."""
     if config.checkpoint_mode != "resume" or init is None or max_iterations is None:
         return False
     if init.iteration < max_iterations:
@@ -145,25 +175,30 @@ def nothing_left_to_do(config: RunConfig, init: Checkpoint | None,
 
 
 def train_tracked(config: RunConfig, target: Any, env_handle: Any, agent_cfg: dict[str, Any],
-                  max_iterations: int, init: Checkpoint | None, device: str) -> int:
-    """One MLflow run around backend training; it ends FINISHED only when everything did."""
+                  max_iterations: int, init: Checkpoint | None, device: str,
+                  resumed: ResumePoint | None, stop: GracefulStop) -> int:
+    """One MLflow run around backend training (a new one, or the earlier attempt's when
+    resumed); it ends FINISHED only when everything did, KILLED when a signal stopped it."""
     from mlflow import MlflowClient
 
-    from training import checkpoints, registry, tracking
+    from training import checkpoints, tracking
     from training.backends import rsl_rl
     from training.backends.base import CheckpointError, TrainHooks
+    from training.resume import ATTEMPTS_TAG
 
     client = MlflowClient()
     settings = run_settings(config, env_handle, agent_cfg, max_iterations, rsl_rl.RSL_RL_VERSION)
+    tags = settings | {ATTEMPTS_TAG: str(resumed.attempt if resumed is not None else 1)}
     try:
         experiment_id = tracking.experiment_id_for(config.experiment_name, target)
-        run_id = tracking.start_run(config, experiment_id, tags=settings)
+        run_id = tracking.start_run(config, experiment_id, tags=tags,
+                                    continue_run_id=resumed.run_id if resumed else None)
     except Exception as error:  # unreachable server, no permission, ...: nothing was started
         return fail(EXIT_TRAINING_FAILED, f"cannot start an MLflow run in experiment "
                     f"{config.experiment_name!r} at {target.uri}: {tracking.first_line(error)}")
     succeeded = False
     try:
-        client.log_batch(run_id, params=_params(settings))
+        tracking.log_params_once(client, run_id, settings)
         log_dir = tracking.log_dir_for(config, run_id)
         print(f"run {run_id}: {config.task}, {settings['num_envs']} envs, {config.checkpoint_mode}"
               f", up to iteration {max_iterations}, logs in {log_dir}", flush=True)
@@ -175,43 +210,34 @@ def train_tracked(config: RunConfig, target: Any, env_handle: Any, agent_cfg: di
             metrics.log(iteration, values)
             progress.show(iteration, values)
 
-        hooks = TrainHooks(on_iteration=on_iteration, on_checkpoint=uploader.submit)
+        hooks = TrainHooks(on_iteration=on_iteration, on_checkpoint=uploader.submit,
+                           should_stop=stop.should_stop)
         try:
-            result = rsl_rl.train(env_handle, agent_cfg, log_dir=log_dir, device=device,
-                                  max_iterations=max_iterations, init=init,
-                                  mode=config.checkpoint_mode, hooks=hooks)
+            with stop.training():
+                result = rsl_rl.train(env_handle, agent_cfg, log_dir=log_dir, device=device,
+                                      max_iterations=max_iterations, init=init,
+                                      mode=config.checkpoint_mode, hooks=hooks)
         except CheckpointError as error:
             uploader.close(0)
             metrics.close(METRICS_FLUSH_TIMEOUT_S)
             return fail(EXIT_CHECKPOINT_UNUSABLE, str(error))
         except Exception as error:
             traceback.print_exc()
-            uploader.close(UPLOAD_TIMEOUT_S)  # keep what was saved before the crash
+            uploader.close(config.upload_timeout_s)  # keep what was saved before the crash
             metrics.close(METRICS_FLUSH_TIMEOUT_S)
             return fail(EXIT_TRAINING_FAILED, f"training failed: {tracking.first_line(error)}")
+        if result.stopped_early:
+            resumed_from = resumed.checkpoint if resumed is not None else None
+            return stop.finish_after_save(uploader, metrics, result, resumed_from)
 
         # The final upload waits for the queue: checkpoints/final must not race its own file.
-        upload_report = uploader.close(UPLOAD_TIMEOUT_S)
+        upload_report = uploader.close(config.upload_timeout_s)
         final = checkpoints.highest_iteration_checkpoint(log_dir) or result.final_checkpoint
         if final is None:
             metrics.close(METRICS_FLUSH_TIMEOUT_S)
             return fail(EXIT_TRAINING_FAILED, "training wrote no checkpoint")
         final_info = rsl_rl.inspect_checkpoint(final)
-        manifest = checkpoints.write_manifest(
-            final,
-            file=final.name,
-            iteration=final_info.iteration,
-            format=final_info.format,
-            sha256=checkpoints.sha256_of(final),
-            task=config.task,
-            backend=config.backend,
-            rsl_rl_version=rsl_rl.RSL_RL_VERSION,
-            checkpoint_mode=config.checkpoint_mode,
-            source_checkpoint_uri=config.checkpoint_uri if init is not None else None,
-            run_id=run_id,
-            workflow_id=config.workflow_id,
-        )
-        final_error = checkpoints.upload_final(client, run_id, final, manifest, UPLOAD_TIMEOUT_S)
+        final_error = store_final(client, config, run_id, final_info, from_checkpoint=init)
         lost_metrics = metrics.close(METRICS_FLUSH_TIMEOUT_S)
         print(f"training done at iteration {result.final_iteration}; "
               f"{upload_report.summary()}", flush=True)
@@ -221,31 +247,108 @@ def train_tracked(config: RunConfig, target: Any, env_handle: Any, agent_cfg: di
         if final_error is not None:
             return fail(EXIT_TRAINING_FAILED, f"the final checkpoint could not be stored "
                         f"({final_error}); it is kept at {final}")
-        uri = checkpoints.resume_uri(run_id)
-        client.set_tag(run_id, "resume_uri", uri)
-        print(f"run id: {run_id}\nresume with: --checkpoint-uri {uri} --checkpoint-mode resume",
-              flush=True)
-
+        announce_resume_uri(client, run_id)
         if config.register_checkpoint:
-            registration_tags = {key: settings[key] for key in
-                                 ("task", "backend", "checkpoint_mode", "workflow_id")}
-            registration_tags |= {"iteration": str(final_info.iteration),
-                                  "sha256": checkpoints.sha256_of(final)}
-            try:
-                version = registry.register_final_checkpoint(
-                    config.register_checkpoint, run_id, registration_tags)
-            except registry.RegistrationError as error:
-                return fail(EXIT_REGISTRATION_FAILED,
-                            f"{error}; the checkpoint is kept at {uri}")
-            client.set_tag(run_id, "registered_model", f"{config.register_checkpoint}/{version}")
-            print(f"registered {uri} as model {config.register_checkpoint!r} version {version}",
-                  flush=True)
+            exit_code = register_final(client, config, run_id, settings, final_info)
+            if exit_code != EXIT_OK:
+                return exit_code
         succeeded = True
         return EXIT_OK
     finally:
-        if not tracking.end_run(run_id, succeeded):
+        status = "FINISHED" if succeeded else "KILLED" if stop.requested else "FAILED"
+        if not tracking.end_run(run_id, status):
             print(f"warning: could not mark run {run_id} as ended in MLflow", file=sys.stderr,
                   flush=True)
+
+
+def finish_completed_run(config: RunConfig, resumed: ResumePoint | None) -> int:
+    """Nothing left to train. A continued run (its process died after the last iteration, or a
+    finished task was rescheduled) still gets what a finished run has: checkpoints/final, the
+    registration asked for, and status FINISHED (FAILED if registration fails)."""
+    if resumed is None or resumed.checkpoint is None:
+        return EXIT_OK
+    from mlflow import MlflowClient
+
+    from training.checkpoints import FINAL_ARTIFACT_PATH
+    from training.resume import ATTEMPTS_TAG
+    from training.tracking import first_line
+
+    client, run_id, final = MlflowClient(), resumed.run_id, resumed.checkpoint
+    try:
+        client.set_tag(run_id, ATTEMPTS_TAG, str(resumed.attempt))
+        if not client.list_artifacts(run_id, FINAL_ARTIFACT_PATH):
+            error = store_final(client, config, run_id, final, from_checkpoint=final)
+            if error is not None:
+                raise RuntimeError(error)
+            print(f"the earlier attempt had not stored {FINAL_ARTIFACT_PATH}: stored "
+                  f"{final.path.name} there", flush=True)
+        run = client.get_run(run_id)
+        announce_resume_uri(client, run_id)
+        exit_code = EXIT_OK
+        if config.register_checkpoint and REGISTERED_TAG not in run.data.tags:
+            exit_code = register_final(client, config, run_id, run.data.tags, final)
+        status = "FINISHED" if exit_code == EXIT_OK else "FAILED"
+        if run.info.status != status:
+            client.set_terminated(run_id, status)
+    except Exception as error:  # the store went away: the next attempt finishes the run
+        return fail(EXIT_RETRYABLE, f"cannot finish run {run_id}: {first_line(error)}")
+    return exit_code
+
+
+def register_final(client: Any, config: RunConfig, run_id: str, run_tags: Mapping[str, str],
+                   final: Checkpoint) -> int:
+    """checkpoints/final as the next version of model config.register_checkpoint; the exit
+    code (6 when the registry refuses)."""
+    from training import registry
+    from training.checkpoints import resume_uri, sha256_of
+
+    assert config.register_checkpoint is not None
+    tags = {key: run_tags.get(key, "") for key in
+            ("task", "backend", "checkpoint_mode", "workflow_id")}
+    tags |= {"iteration": str(final.iteration), "sha256": sha256_of(final.path)}
+    try:
+        version = registry.register_final_checkpoint(config.register_checkpoint, run_id, tags)
+    except registry.RegistrationError as error:
+        return fail(EXIT_REGISTRATION_FAILED,
+                    f"{error}; the checkpoint is kept at {resume_uri(run_id)}")
+    client.set_tag(run_id, REGISTERED_TAG, f"{config.register_checkpoint}/{version}")
+    print(f"registered {resume_uri(run_id)} as model {config.register_checkpoint!r} version "
+          f"{version}", flush=True)
+    return EXIT_OK
+
+
+def store_final(client: Any, config: RunConfig, run_id: str, final: Checkpoint,
+                from_checkpoint: Checkpoint | None) -> str | None:
+    """checkpoint.json next to the final checkpoint, both to checkpoints/final; None on
+    success, else the error."""
+    from training import checkpoints
+    from training.backends import rsl_rl
+
+    manifest = checkpoints.write_manifest(
+        final.path,
+        file=final.path.name,
+        iteration=final.iteration,
+        format=final.format,
+        sha256=checkpoints.sha256_of(final.path),
+        task=config.task,
+        backend=config.backend,
+        rsl_rl_version=rsl_rl.RSL_RL_VERSION,
+        checkpoint_mode=config.checkpoint_mode,
+        source_checkpoint_uri=config.checkpoint_uri if from_checkpoint is not None else None,
+        run_id=run_id,
+        workflow_id=config.workflow_id,
+    )
+    return checkpoints.upload_final(client, run_id, final.path, manifest, config.upload_timeout_s)
+
+
+def announce_resume_uri(client: Any, run_id: str) -> None:
+    """Tag the run with the URI to resume it from, and print the closing lines."""
+    from training.checkpoints import resume_uri
+
+    uri = resume_uri(run_id)
+    client.set_tag(run_id, "resume_uri", uri)
+    print(f"run id: {run_id}\nresume with: --checkpoint-uri {uri} --checkpoint-mode resume",
+          flush=True)
 
 
 def run_settings(config: RunConfig, env_handle: Any, agent_cfg: Mapping[str, Any],
@@ -268,12 +371,6 @@ def run_settings(config: RunConfig, env_handle: Any, agent_cfg: Mapping[str, Any
         "workflow_id": config.workflow_id or "",
         "image": config.image or "",
     }
-
-
-def _params(settings: Mapping[str, str]) -> list:
-    from mlflow.entities import Param
-
-    return [Param(key, value) for key, value in settings.items() if value]
 
 
 class ProgressPrinter:
@@ -300,6 +397,15 @@ class ProgressPrinter:
             remaining = max(0, self._max_iterations - done) * per_iteration
             parts.append(f"ETA {timedelta(seconds=round(remaining))}")
         print(" | ".join(parts), flush=True)
+
+
+def _end_active_run_killed() -> None:
+    """A signal during MLflow's start_run may leave it active: end it KILLED, not FINISHED
+    (MLflow's exit hook would), so the run reads as interrupted; the next attempt resumes it."""
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None and mlflow.active_run() is not None:
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status="KILLED")
 
 
 def _default_device() -> str:

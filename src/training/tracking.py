@@ -24,7 +24,7 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import Metric, Param
 
 from training.config import RunConfig
 
@@ -203,21 +203,33 @@ class MetricLogger:
                 return False
 
 
-def start_run(config: RunConfig, experiment_id: str, tags: Mapping[str, str]) -> str:
-    """Start the run with MLflow's own system-metrics logging (psutil); return its id."""
-    run = mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=f"{config.task}-{config.checkpoint_mode}",
-        tags={key: value for key, value in tags.items() if value},
-        log_system_metrics=True,
-    )
+def start_run(config: RunConfig, experiment_id: str, tags: Mapping[str, str],
+              continue_run_id: str | None = None) -> str:
+    """Start a run (or continue an earlier one: back to RUNNING, same metric history) with
+    MLflow's own system-metrics logging (psutil); return its id."""
+    tags = {key: value for key, value in tags.items() if value}
+    if continue_run_id is not None:
+        run = mlflow.start_run(run_id=continue_run_id, tags=tags, log_system_metrics=True)
+    else:
+        run = mlflow.start_run(experiment_id=experiment_id,
+                               run_name=f"{config.task}-{config.checkpoint_mode}",
+                               tags=tags, log_system_metrics=True)
     return run.info.run_id
 
 
-def end_run(run_id: str, succeeded: bool, attempts: int = 5) -> bool:
-    """End the run as FINISHED or FAILED, retrying while the store is unreachable, so a run is
-    never left RUNNING because of a short outage. Returns False if it could not."""
-    status = RunStatus.to_string(RunStatus.FINISHED if succeeded else RunStatus.FAILED)
+def log_params_once(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> None:
+    """Log the params the run does not have yet. MLflow refuses to change a param, and a
+    continued run keeps its first attempt's values (its tags show the latest)."""
+    existing = client.get_run(run_id).data.params
+    new = [Param(key, value) for key, value in params.items() if value and key not in existing]
+    if new:
+        client.log_batch(run_id, params=new)
+
+
+def end_run(run_id: str, status: str, attempts: int = 5) -> bool:
+    """End the run as FINISHED, FAILED or KILLED (stopped, to be resumed), retrying while the
+    store is unreachable, so a run is never left RUNNING because of a short outage. Returns
+    False if it could not."""
     try:
         mlflow.end_run(status=status)  # also stops the system-metrics thread
         return True

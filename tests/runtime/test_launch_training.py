@@ -101,7 +101,9 @@ def test_train_streams_metrics_and_checkpoints_and_stores_the_final(
 def test_registering_twice_gives_versions_1_and_2(mlflow_server: MlflowServer,
                                                   tmp_path: Path) -> None:
     client = _client(mlflow_server.url)
-    env = launcher_env(mlflow_server.url, tmp_path / "out", WORKFLOW_ID="wf-reg")
+    # Two separate submissions of the same workflow id: not a retry, so no auto-resume.
+    env = launcher_env(mlflow_server.url, tmp_path / "out", WORKFLOW_ID="wf-reg",
+                       AUTO_RESUME="false")
     run_ids = []
     for _ in range(2):
         result = run_launcher(env, *train_args(2, "--register-checkpoint", "pendulum-policy"),

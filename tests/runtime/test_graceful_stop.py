@@ -1,0 +1,111 @@
+"""SIGTERM / SIGINT: the launcher saves at the next iteration boundary, stores that checkpoint
+within the grace and exits 75 (retryable); a second signal exits at once. Real launcher
+processes and signals, real training, a real `mlflow server` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import mlflow
+import pytest
+from launcher_runs import BackgroundLauncher, artifact_names, launcher_env, metric_steps, train_args
+from mlflow import MlflowClient
+from support.mlflow_server import MlflowServer
+
+pytestmark = pytest.mark.slow
+
+# Long enough never to finish by itself; the save interval is never reached.
+LONG_RUN = train_args(1000, "--save-interval", "500")
+
+
+def _env(server: MlflowServer, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return launcher_env(server.url, tmp_path / "out", WORKFLOW_ID=f"wf-{uuid.uuid4().hex[:8]}",
+                        EXPERIMENT_NAME=f"stop-{uuid.uuid4().hex[:8]}", **extra)
+
+
+def test_sigterm_stores_the_current_iteration_and_exits_75(mlflow_server: MlflowServer,
+                                                           tmp_path: Path) -> None:
+    mlflow.set_tracking_uri(mlflow_server.url)
+    client = MlflowClient()
+    with BackgroundLauncher(_env(mlflow_server, tmp_path), *LONG_RUN, cwd=tmp_path) as launcher:
+        run_id = launcher.wait_for("run ").split()[1].rstrip(":")
+        launcher.wait_for("it 3/")
+        launcher.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert launcher.finish() == 75, launcher.stdout + launcher.stderr
+        seconds_to_exit = time.monotonic() - signalled
+    assert "stop requested (SIGTERM): saving at the next iteration boundary" in launcher.stdout
+    stopped = re.search(r"^stopped at iteration (\d+): model_(\d+)\.pt stored; exiting 75 "
+                        r"\(retryable\)$", launcher.stdout, re.MULTILINE)
+    assert stopped and stopped[1] == stopped[2], launcher.stdout
+    iteration = int(stopped[1])
+    assert 3 <= iteration < 500 and seconds_to_exit < 25
+
+    assert {f"model_{iteration}.pt", f"model_{iteration}.pt.sha256"} <= artifact_names(
+        client, run_id, "checkpoints")
+    stored = Path(client.download_artifacts(run_id, f"checkpoints/model_{iteration}.pt",
+                                            str(tmp_path / "stored")))
+    sidecar = Path(client.download_artifacts(run_id, f"checkpoints/model_{iteration}.pt.sha256",
+                                             str(tmp_path / "stored")))
+    local = tmp_path / "out" / "runs" / run_id / f"model_{iteration}.pt"
+    assert stored.read_bytes() == local.read_bytes()
+    assert sidecar.read_text().split()[0] == hashlib.sha256(stored.read_bytes()).hexdigest()
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert metric_steps(client, run_id, "Train/mean_reward") == list(range(iteration))
+
+
+def test_signal_before_training_exits_75_with_nothing_to_save(mlflow_server: MlflowServer,
+                                                              tmp_path: Path) -> None:
+    env = _env(mlflow_server, tmp_path)
+    with BackgroundLauncher(env, *LONG_RUN, cwd=tmp_path) as launcher:
+        launcher.wait_for("tracking: ")  # the environment and the MLflow run come next
+        launcher.process.send_signal(signal.SIGINT)
+        assert launcher.finish(timeout=60) == 75, launcher.stdout + launcher.stderr
+    assert "stop requested (SIGINT): training has not started, nothing to save" in launcher.stdout
+    assert "stopped before training started; exiting 75 (retryable)" in launcher.stdout
+    assert "it 1/" not in launcher.stdout and "Traceback" not in launcher.stderr
+    client = MlflowClient(mlflow_server.url)
+    experiment = client.get_experiment_by_name(env["EXPERIMENT_NAME"])
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    assert all(run.info.status == "KILLED" for run in runs)
+
+
+def test_grace_running_out_during_an_outage_still_exits_75_in_time(
+    restartable_mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    env = _env(restartable_mlflow_server, tmp_path, STOP_GRACE_S="5")
+    with BackgroundLauncher(env, *LONG_RUN, cwd=tmp_path) as launcher:
+        launcher.wait_for("it 2/")
+        restartable_mlflow_server.stop()
+        launcher.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert launcher.finish() == 75, launcher.stdout + launcher.stderr
+        seconds_to_exit = time.monotonic() - signalled
+    not_stored = re.search(r"^stopped at iteration (\d+): model_\1\.pt NOT stored \(.+\), kept "
+                           r"at (\S+); exiting 75 \(retryable\)$", launcher.stdout, re.MULTILINE)
+    assert not_stored, launcher.stdout
+    assert Path(not_stored[2]).is_file()
+    assert seconds_to_exit < 5 + 3  # the grace, and the time to the iteration boundary
+
+
+def test_second_signal_exits_at_once(restartable_mlflow_server: MlflowServer,
+                                     tmp_path: Path) -> None:
+    """The first SIGTERM waits (here for uploads to a store that is down); a SIGINT then
+    ends the launcher at once."""
+    env = _env(restartable_mlflow_server, tmp_path, STOP_GRACE_S="120")
+    with BackgroundLauncher(env, *LONG_RUN, cwd=tmp_path) as launcher:
+        launcher.wait_for("it 2/")
+        restartable_mlflow_server.stop()
+        launcher.process.send_signal(signal.SIGTERM)
+        launcher.wait_for("stop requested (SIGTERM)")
+        time.sleep(1)
+        launcher.process.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        assert launcher.finish(timeout=30) == 128 + signal.SIGINT, launcher.stdout
+        assert time.monotonic() - signalled < 3
+    assert "second SIGINT: exiting now without waiting (exit 130)" in launcher.stdout

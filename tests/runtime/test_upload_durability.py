@@ -1,0 +1,109 @@
+"""Checkpoint uploads through a tracking outage: retried while training goes on (not only at
+the end), never blocking the training thread. A real `mlflow server` on 127.0.0.1 that the
+tests stop and start again; real files; real training for the launcher test."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from launcher_runs import BackgroundLauncher, artifact_names, launcher_env, train_args
+from support.mlflow_server import MlflowServer, ServerRun
+
+from training.checkpoints import CheckpointUploader
+
+pytestmark = pytest.mark.slow
+
+OUTAGE_S = 8
+
+
+def _wait_until(condition, timeout_s: float, what: str) -> float:  # noqa: ANN001
+    """Seconds it took for condition() to hold; AssertionError after timeout_s."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout_s:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        time.sleep(0.5)
+    return time.monotonic() - start
+
+
+def _iterations_done(launcher: BackgroundLauncher) -> int:
+    progress = [line for line in launcher.lines if line.startswith("it ")]
+    return int(progress[-1].split()[1].split("/")[0])
+
+
+def test_uploads_failing_in_an_outage_are_retried_before_close(run_on_own_server: ServerRun,
+                                                               tmp_path: Path) -> None:
+    client, run_id, server = run_on_own_server.client, run_on_own_server.run_id, \
+        run_on_own_server.server
+    files = {}
+    for iteration in (1, 2):
+        files[iteration] = tmp_path / f"model_{iteration}.pt"
+        files[iteration].write_bytes(bytes([iteration]) * 100_000)
+    uploader = CheckpointUploader(client, run_id)  # the launcher's defaults: 1 s doubling to 30 s
+    server.stop()
+    submit_s = []
+    for iteration, path in files.items():  # the second while the worker is trying the first
+        started = time.perf_counter()
+        uploader.submit(iteration, path)
+        submit_s.append(time.perf_counter() - started)
+        time.sleep(0.5)
+    time.sleep(OUTAGE_S)
+    server.start()
+
+    def stored() -> set[str]:
+        return artifact_names(client, run_id, "checkpoints") if server.healthy() else set()
+
+    # No close(): the worker retries by itself, as it does while training goes on.
+    _wait_until(lambda: {"model_1.pt", "model_2.pt", "model_1.pt.sha256",
+                         "model_2.pt.sha256"} <= stored(), 60, "both checkpoints stored")
+    report = uploader.close(timeout_s=10)
+    assert report.uploaded == [1, 2] and report.not_uploaded == {}
+    assert uploader.failures >= 2  # it did fail during the outage
+    print(f"\nsubmit() during the outage: {', '.join(f'{t * 1000:.2f} ms' for t in submit_s)}")
+    assert max(submit_s) < 0.05, submit_s
+    sidecar = Path(client.download_artifacts(run_id, "checkpoints/model_2.pt.sha256",
+                                             str(tmp_path / "dl")))
+    assert sidecar.read_text().split()[0] == hashlib.sha256(files[2].read_bytes()).hexdigest()
+
+
+def test_training_goes_on_through_an_outage_and_every_checkpoint_reaches_the_store(
+    restartable_mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    server = restartable_mlflow_server
+    mlflow.set_tracking_uri(server.url)
+    client = mlflow.MlflowClient()
+    env = launcher_env(server.url, tmp_path / "out")
+    with BackgroundLauncher(env, *train_args(1000, "--save-interval", "2"),
+                            cwd=tmp_path) as launcher:
+        run_id = launcher.wait_for("run ").split()[1].rstrip(":")
+        saves = tmp_path / "out" / "runs" / run_id
+        launcher.wait_for("it 2/")
+        server.stop()
+        outage_started = time.monotonic()
+        # The store stays down for OUTAGE_S, and at least until training has done two more
+        # iterations without it (a CPU shared with other work can make iterations slow).
+        launcher.wait_for(f"it {_iterations_done(launcher) + 2}/", timeout=90)
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))
+        outage_s = time.monotonic() - outage_started
+        server.start()
+        saved_by_then = {p.name for p in saves.glob("model_*.pt")}
+
+        # Everything saved up to the end of the outage reaches the store while training runs.
+        seconds = _wait_until(lambda: saved_by_then <= artifact_names(client, run_id,
+                                                                      "checkpoints"),
+                              60, f"{sorted(saved_by_then)} in the store")
+        assert launcher.process.poll() is None, "training ended before the uploads caught up"
+        launcher.process.send_signal(signal.SIGTERM)
+        assert launcher.finish() == 75, launcher.stdout + launcher.stderr
+    print(f"\noutage {outage_s:.1f} s (and the server's restart); {len(saved_by_then)} "
+          f"checkpoints stored {seconds:.1f} s after the restart")
+    assert "warning: upload of model_" in launcher.stdout
+    assert "checkpoint uploads recovered" in launcher.stdout
+    assert "NOT in the store" not in launcher.stdout
+    assert {p.name for p in saves.glob("model_*.pt")} <= artifact_names(client, run_id,
+                                                                        "checkpoints")
