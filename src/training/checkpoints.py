@@ -180,8 +180,12 @@ class CheckpointUploader:
     CLOSING_MAX_BACKOFF_S = 5.0  # the store may be back any moment; the deadline is near
 
     def __init__(self, client: MlflowClient, run_id: str, *, attempts: int = 4,
-                 backoff_s: float = 1.0, max_backoff_s: float = 30.0) -> None:
+                 backoff_s: float = 1.0, max_backoff_s: float = 30.0,
+                 before_upload: Callable[[int], object] | None = None) -> None:
         self._client = client
+        # Called with the iteration before each try, on the worker thread (the launcher
+        # flushes that iteration's metrics first: see MetricLogger.wait_sent_through).
+        self._before_upload = before_upload
         self._run_id = run_id
         self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
@@ -261,6 +265,8 @@ class CheckpointUploader:
     def _upload(self, iteration: int, path: Path) -> str | None:
         """One try; None on success, else the error's first line."""
         try:
+            if self._before_upload is not None:
+                self._before_upload(iteration)
             upload_checkpoint(self._client, self._run_id, path, "checkpoints")
             error = None
         except Exception as exception:  # network and server errors: retried after a backoff

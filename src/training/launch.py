@@ -45,6 +45,8 @@ REGISTERED_TAG = "registered_model"  # "<model>/<version>", once the final is re
 
 # How long the end of a run waits for metrics (for uploads: config.upload_timeout_s).
 METRICS_FLUSH_TIMEOUT_S = 60.0
+# How long a checkpoint upload waits for the metrics of the iterations before it.
+METRICS_BEFORE_CHECKPOINT_S = 10.0
 
 # MLflow's HTTP client retries a refused request for minutes by default; our upload and metric
 # threads retry with their own backoff, so each single request should fail fast instead.
@@ -203,7 +205,11 @@ def train_tracked(config: RunConfig, target: Any, env_handle: Any, agent_cfg: di
         print(f"run {run_id}: {config.task}, {settings['num_envs']} envs, {config.checkpoint_mode}"
               f", up to iteration {max_iterations}, logs in {log_dir}", flush=True)
         metrics = tracking.MetricLogger(client, run_id)
-        uploader = checkpoints.CheckpointUploader(client, run_id)
+        # model_<N>.pt goes to the store only after the metrics of steps < N (bounded wait):
+        # a run killed once a checkpoint is stored resumes with no metric gap before it.
+        uploader = checkpoints.CheckpointUploader(
+            client, run_id, before_upload=lambda iteration: metrics.wait_sent_through(
+                iteration - 1, METRICS_BEFORE_CHECKPOINT_S))
         progress = ProgressPrinter(max_iterations)
 
         def on_iteration(iteration: int, values: dict[str, float]) -> None:

@@ -147,7 +147,11 @@ class MetricLogger:
         self._flush_interval_s = flush_interval_s
         self._pending: deque[Metric] = deque(maxlen=max_buffered)
         self._lock = threading.Lock()
+        self._sent = threading.Condition(self._lock)  # notified when _sent_through grows
+        self._logged_through = -1  # highest step logged
+        self._sent_through = -1  # every metric of steps <= this is in the store
         self._stop = threading.Event()
+        self._flush_now = threading.Event()  # wakes the sender early (close, a waiter)
         self.dropped = 0
         self.failed_batches = 0
         self.last_error: str | None = None
@@ -162,10 +166,20 @@ class MetricLogger:
             if overflow > 0:
                 self.dropped += overflow
             self._pending.extend(batch)
+            self._logged_through = max(self._logged_through, step)
+
+    def wait_sent_through(self, step: int, timeout_s: float) -> bool:
+        """Wait (at most timeout_s) until every metric of steps <= step is in the store. The
+        checkpoint uploader calls it before storing model_<step + 1>.pt, so that a run killed
+        after a checkpoint reached the store has no metric gap before it once resumed."""
+        self._flush_now.set()
+        with self._sent:
+            return self._sent.wait_for(lambda: self._sent_through >= step, timeout_s)
 
     def close(self, timeout_s: float = 60.0) -> int:
         """Send what is buffered (for at most timeout_s); return how many metrics were not."""
         self._stop.set()
+        self._flush_now.set()
         self._thread.join(timeout_s)
         with self._lock:
             return len(self._pending) + self.dropped
@@ -173,7 +187,9 @@ class MetricLogger:
     def _run(self) -> None:
         backoff_s = self._flush_interval_s
         while True:
-            stopping = self._stop.wait(backoff_s)
+            self._flush_now.wait(backoff_s)
+            self._flush_now.clear()
+            stopping = self._stop.is_set()
             if self._send_pending():
                 if stopping:
                     return
@@ -201,6 +217,10 @@ class MetricLogger:
                 self.failed_batches += 1
                 self.last_error = first_line(error)
                 return False
+            with self._sent:  # steps arrive in order: all before the first pending one are in
+                self._sent_through = (self._pending[0].step - 1 if self._pending
+                                      else self._logged_through)
+                self._sent.notify_all()
 
 
 def start_run(config: RunConfig, experiment_id: str, tags: Mapping[str, str],

@@ -79,3 +79,20 @@ def test_metric_logger_keeps_metrics_through_an_outage(run_on_own_server: Server
     assert logger.close(timeout_s=60) == 0
     assert [s for s, _ in _logged(client, run_id, "Train/mean_reward")] == list(range(5))
     assert logger.failed_batches >= 1  # it did see the outage
+
+
+def test_waiting_for_sent_metrics_returns_once_they_are_in_the_store(
+        mlflow_server: MlflowServer) -> None:
+    # A checkpoint upload waits like this first: once it returns True, a kill loses no metric
+    # of an iteration before the checkpoint. The flush interval is long on purpose: the wait
+    # itself must make the sender go now.
+    client = MlflowClient(mlflow_server.url)
+    run_id = client.create_run(client.create_experiment("sent-through")).info.run_id
+    logger = MetricLogger(client, run_id, flush_interval_s=60)
+    for step in range(5):
+        logger.log(step, {"Train/mean_reward": float(step)})
+    assert logger.wait_sent_through(4, timeout_s=30)
+    steps = [m.step for m in client.get_metric_history(run_id, "Train/mean_reward")]
+    assert sorted(steps) == [0, 1, 2, 3, 4]
+    assert not logger.wait_sent_through(5, timeout_s=0.5)  # step 5 was never logged
+    logger.close(10)
