@@ -45,13 +45,14 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 sys.path.insert(0, str(REPO_ROOT / "tests" / "resilience"))
 from faults import (  # noqa: E402
     RESUMED,
-    StreamedProcess,
     audit_checkpoints,
     expected_saves,
     find_line,
+    last_progress,
     runs_of_workflow,
 )
 from runtime.launcher_runs import CONTRACT_VARIABLES  # noqa: E402
+from support.streamed import StreamedProcess  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "RESULTS.md"  # its "## Chaos" section is replaced
 ATTEMPT_TIMEOUT_S = 900.0
@@ -130,7 +131,7 @@ def run_trial(number: int, options: argparse.Namespace, rng: random.Random, proj
     return Trial(
         workflow_id=workflow_id,
         kill_at=kill_at,
-        killed_at=first.progress(),
+        killed_at=last_progress(first.lines),
         killed_exit=killed_exit,
         resumed_from=int(resumed.group(3)) if resumed else 0,
         rerun_exit=rerun_exit,

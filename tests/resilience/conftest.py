@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from faults import StreamedProcess
 from runtime.launcher_runs import launcher_command, launcher_env
+from support.streamed import StreamedProcess
 
 TASK = "HalfCheetah-v5"
 NUM_ENVS = 4

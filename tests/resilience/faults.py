@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import signal
-import subprocess
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,98 +36,6 @@ EXIT_RETRYABLE = 75
 CHECKPOINT_FILE = re.compile(r"^model_(\d+)\.pt$")
 
 
-class StreamedProcess:
-    """A child in its own process group (like a pod's processes) whose stdout and stderr,
-    merged, are collected line by line with the time each line arrived."""
-
-    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path) -> None:
-        self.argv = list(argv)
-        self.lines: list[str] = []
-        self.arrival: list[float] = []  # time.monotonic() of each line
-        self._changed = threading.Condition()
-        self.process = subprocess.Popen(
-            self.argv, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-            start_new_session=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self.arrival.append(time.monotonic())
-                self._changed.notify_all()
-        with self._changed:  # end of output: wake waiters so they see the exit
-            self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def tail(self, count: int = 40) -> str:
-        return "\n".join(self.lines[-count:])
-
-    def wait_for(self, pattern: re.Pattern[str] | str, timeout: float,
-                 start: int = 0) -> re.Match[str]:
-        """The first line at index >= start matching pattern; waits for it to be printed.
-        AssertionError (with the output's tail) when the process ends or time runs out."""
-        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        deadline = time.monotonic() + timeout
-        checked = start
-        with self._changed:
-            while True:
-                for index in range(checked, len(self.lines)):
-                    match = regex.search(self.lines[index])
-                    if match:
-                        return match
-                checked = max(checked, len(self.lines))
-                ended = not self._reader.is_alive()
-                left = deadline - time.monotonic()
-                if ended or left <= 0:
-                    why = "the process ended" if ended else f"{timeout:.0f} s passed"
-                    raise AssertionError(
-                        f"{why} without a line matching {regex.pattern!r}; output tail:\n"
-                        + self.tail()
-                    )
-                self._changed.wait(min(left, 0.5))
-
-    def progress(self) -> int:
-        """Iterations done according to the last progress line so far (0 before any)."""
-        return last_progress(self.lines)
-
-    def signal_process(self, sig: int) -> None:
-        """sig to the process itself, as Kubernetes signals a container's main process."""
-        self.process.send_signal(sig)
-
-    def kill_group(self) -> None:
-        """SIGKILL to the whole process group: what an OOM kill or a lost node leaves."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    def finish(self, timeout: float) -> int:
-        """Wait for the exit and for the last line of output; the exit code (-N: signal N)."""
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill_group()
-            self.process.wait()
-            self._reader.join(10)
-            raise AssertionError(f"still running after {timeout:.0f} s; output tail:\n"
-                                 + self.tail()) from None
-        self._reader.join(30)
-        return code
-
-    def stop_if_running(self) -> None:
-        if self.process.poll() is None:
-            self.kill_group()
-            self.process.wait()
-
-
 def last_progress(lines: Sequence[str]) -> int:
     for line in reversed(lines):
         match = PROGRESS.match(line)
@@ -147,15 +50,6 @@ def first_progress(lines: Sequence[str]) -> int | None:
 
 def find_line(lines: Sequence[str], pattern: re.Pattern[str]) -> re.Match[str] | None:
     return next((m for line in lines if (m := pattern.search(line))), None)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str,
-               poll_s: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(poll_s)
 
 
 # --- the store ---------------------------------------------------------------------------

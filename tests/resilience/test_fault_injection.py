@@ -26,17 +26,17 @@ from faults import (
     STOPPED,
     TRAINING_DONE,
     StoredCheckpoints,
-    StreamedProcess,
     audit_checkpoints,
     expected_saves,
     find_line,
     first_progress,
+    last_progress,
     runs_of_workflow,
-    wait_until,
 )
 from mlflow import MlflowClient
 from runtime.launcher_runs import artifact_names, metric_steps
 from support.mlflow_server import MlflowServer
+from support.streamed import StreamedProcess, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -89,12 +89,12 @@ def test_sigkill_then_retry_resumes_from_the_last_uploaded_checkpoint(
     first = start_attempt(mlflow_server.url, ITERATIONS, SAVE_INTERVAL)
     run_id = first.wait_for(RUN_STARTED, ATTEMPT_TIMEOUT_S).group(1)
     wait_for_stored(client, run_id, SAVE_INTERVAL)
-    earliest = first.progress() + 1
+    earliest = last_progress(first.lines) + 1
     kill_at = rng.randint(earliest, max(earliest, ITERATIONS - 2))
     print(f"SIGKILL at iteration {kill_at}")
     first.wait_for(rf"^it {kill_at}/{ITERATIONS}\b", ATTEMPT_TIMEOUT_S)
     kill(first)
-    killed_at = first.progress()  # a line or two may have come before the kill landed
+    killed_at = last_progress(first.lines)  # a line or two may have come before the kill landed
     last_uploaded = audit_checkpoints(client, run_id).highest_intact()
 
     second = start_attempt(mlflow_server.url, ITERATIONS, SAVE_INTERVAL)
@@ -152,7 +152,7 @@ def test_sigterm_stores_the_current_iteration_and_the_retry_loses_none(
     assert stopped, first.tail()
     stopped_at = int(stopped.group(1))
     assert int(stopped.group(2)) == stopped_at
-    assert stopped_at == first.progress() >= stop_at, "not the iteration it was at"
+    assert stopped_at == last_progress(first.lines) >= stop_at, "not the iteration it was at"
     assert took_s < STOP_GRACE_S, f"exited {took_s:.1f} s after SIGTERM"
     assert stopped_at in audit_checkpoints(client, run_id).intact
 

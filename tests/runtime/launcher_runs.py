@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from support.rslrl_versions import VENV_VERSION, env_for_version
+from support.streamed import StreamedProcess
 
 TASK = "InvertedPendulum-v5"  # trains in well under a second per iteration on 2 CPU cores
 # Variables of the workflow contract that must not leak in from the developer's shell.
@@ -89,71 +87,7 @@ def assert_clean_failure(result: subprocess.CompletedProcess[str], code: int,
         assert phrase in errors[0], errors[0]
 
 
-class BackgroundLauncher:
-    """`python -m training.launch` running in the background, its stdout collected line by
-    line as it comes (stderr to a file), so that a test can act at a chosen moment: signal it,
-    stop the tracking server, ..."""
-
-    def __init__(self, env: dict[str, str], *args: str, cwd: Path) -> None:
-        self.lines: list[str] = []
-        self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by __exit__
-        self._new_line = threading.Condition()
-        self.process = subprocess.Popen(launcher_command(*args), env=env, cwd=cwd, text=True,
-                                        stdout=subprocess.PIPE, stderr=self._stderr)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._new_line:
-                self.lines.append(line.rstrip("\n"))
-                self._new_line.notify_all()
-        with self._new_line:
-            self._new_line.notify_all()
-
-    @property
-    def stdout(self) -> str:
-        return "\n".join(self.lines)
-
-    @property
-    def stderr(self) -> str:
-        if self._stderr.closed:  # after the with block: what was read when it ended
-            return self._stderr_text
-        self._stderr.seek(0)
-        return self._stderr.read()
-
-    def wait_for(self, phrase: str, timeout: float = 120) -> str:
-        """The first line that starts with phrase, once printed."""
-        deadline = time.monotonic() + timeout
-        with self._new_line:
-            while True:
-                found = next((line for line in self.lines if line.startswith(phrase)), None)
-                if found is not None:
-                    return found
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._reader.is_alive():
-                    raise AssertionError(f"no line starting with {phrase!r}:\n{self.stdout}\n"
-                                         f"{self.stderr}")
-                self._new_line.wait(min(left, 0.5))
-
-    def finish(self, timeout: float = 120) -> int:
-        """Wait for the exit (killing the launcher after timeout); the exit code."""
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise AssertionError(f"still running after {timeout} s:\n{self.stdout}") from None
-        finally:
-            self._reader.join(10)
-        return code
-
-    def __enter__(self) -> BackgroundLauncher:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._stderr_text = self.stderr
-        self._stderr.close()
+def background_launcher(env: dict[str, str], *args: str, cwd: Path) -> StreamedProcess:
+    """`python -m training.launch` in the background, its output read as it comes, so that a
+    test can act at a chosen moment (use it as a context manager: killed on the way out)."""
+    return StreamedProcess(launcher_command(*args), env=env, cwd=cwd)

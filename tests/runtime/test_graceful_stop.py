@@ -13,7 +13,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from launcher_runs import BackgroundLauncher, artifact_names, launcher_env, metric_steps, train_args
+from launcher_runs import (
+    artifact_names,
+    background_launcher,
+    launcher_env,
+    metric_steps,
+    train_args,
+)
 from mlflow import MlflowClient
 from support.mlflow_server import MlflowServer
 
@@ -21,6 +27,7 @@ pytestmark = pytest.mark.slow
 
 # Long enough never to finish by itself; the save interval is never reached.
 LONG_RUN = train_args(1000, "--save-interval", "500")
+RUN_STARTED = re.compile(r"^run (\w+): ")
 
 
 def _env(server: MlflowServer, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -32,17 +39,17 @@ def test_sigterm_stores_the_current_iteration_and_exits_75(mlflow_server: Mlflow
                                                            tmp_path: Path) -> None:
     mlflow.set_tracking_uri(mlflow_server.url)
     client = MlflowClient()
-    with BackgroundLauncher(_env(mlflow_server, tmp_path), *LONG_RUN, cwd=tmp_path) as launcher:
-        run_id = launcher.wait_for("run ").split()[1].rstrip(":")
-        launcher.wait_for("it 3/")
+    with background_launcher(_env(mlflow_server, tmp_path), *LONG_RUN, cwd=tmp_path) as launcher:
+        run_id = launcher.wait_for(RUN_STARTED, 120)[1]
+        launcher.wait_for("^it 3/", 120)
         launcher.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
-        assert launcher.finish() == 75, launcher.stdout + launcher.stderr
+        assert launcher.finish(120) == 75, launcher.output
         seconds_to_exit = time.monotonic() - signalled
-    assert "stop requested (SIGTERM): saving at the next iteration boundary" in launcher.stdout
+    assert "stop requested (SIGTERM): saving at the next iteration boundary" in launcher.output
     stopped = re.search(r"^stopped at iteration (\d+): model_(\d+)\.pt stored; exiting 75 "
-                        r"\(retryable\)$", launcher.stdout, re.MULTILINE)
-    assert stopped and stopped[1] == stopped[2], launcher.stdout
+                        r"\(retryable\)$", launcher.output, re.MULTILINE)
+    assert stopped and stopped[1] == stopped[2], launcher.output
     iteration = int(stopped[1])
     assert 3 <= iteration < 500 and seconds_to_exit < 25
 
@@ -62,13 +69,13 @@ def test_sigterm_stores_the_current_iteration_and_exits_75(mlflow_server: Mlflow
 def test_signal_before_training_exits_75_with_nothing_to_save(mlflow_server: MlflowServer,
                                                               tmp_path: Path) -> None:
     env = _env(mlflow_server, tmp_path)
-    with BackgroundLauncher(env, *LONG_RUN, cwd=tmp_path) as launcher:
-        launcher.wait_for("tracking: ")  # the environment and the MLflow run come next
+    with background_launcher(env, *LONG_RUN, cwd=tmp_path) as launcher:
+        launcher.wait_for("^tracking: ", 120)  # the environment and the MLflow run come next
         launcher.process.send_signal(signal.SIGINT)
-        assert launcher.finish(timeout=60) == 75, launcher.stdout + launcher.stderr
-    assert "stop requested (SIGINT): training has not started, nothing to save" in launcher.stdout
-    assert "stopped before training started; exiting 75 (retryable)" in launcher.stdout
-    assert "it 1/" not in launcher.stdout and "Traceback" not in launcher.stderr
+        assert launcher.finish(60) == 75, launcher.output
+    assert "stop requested (SIGINT): training has not started, nothing to save" in launcher.output
+    assert "stopped before training started; exiting 75 (retryable)" in launcher.output
+    assert "it 1/" not in launcher.output and "Traceback" not in launcher.output
     client = MlflowClient(mlflow_server.url)
     experiment = client.get_experiment_by_name(env["EXPERIMENT_NAME"])
     runs = client.search_runs([experiment.experiment_id]) if experiment else []
@@ -79,16 +86,16 @@ def test_grace_running_out_during_an_outage_still_exits_75_in_time(
     restartable_mlflow_server: MlflowServer, tmp_path: Path
 ) -> None:
     env = _env(restartable_mlflow_server, tmp_path, STOP_GRACE_S="5")
-    with BackgroundLauncher(env, *LONG_RUN, cwd=tmp_path) as launcher:
-        launcher.wait_for("it 2/")
+    with background_launcher(env, *LONG_RUN, cwd=tmp_path) as launcher:
+        launcher.wait_for("^it 2/", 120)
         restartable_mlflow_server.stop()
         launcher.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
-        assert launcher.finish() == 75, launcher.stdout + launcher.stderr
+        assert launcher.finish(120) == 75, launcher.output
         seconds_to_exit = time.monotonic() - signalled
     not_stored = re.search(r"^stopped at iteration (\d+): model_\1\.pt NOT stored \(.+\), kept "
-                           r"at (\S+); exiting 75 \(retryable\)$", launcher.stdout, re.MULTILINE)
-    assert not_stored, launcher.stdout
+                           r"at (\S+); exiting 75 \(retryable\)$", launcher.output, re.MULTILINE)
+    assert not_stored, launcher.output
     assert Path(not_stored[2]).is_file()
     assert seconds_to_exit < 5 + 3  # the grace, and the time to the iteration boundary
 
@@ -98,14 +105,14 @@ def test_second_signal_exits_at_once(restartable_mlflow_server: MlflowServer,
     """The first SIGTERM waits (here for uploads to a store that is down); a SIGINT then
     ends the launcher at once."""
     env = _env(restartable_mlflow_server, tmp_path, STOP_GRACE_S="120")
-    with BackgroundLauncher(env, *LONG_RUN, cwd=tmp_path) as launcher:
-        launcher.wait_for("it 2/")
+    with background_launcher(env, *LONG_RUN, cwd=tmp_path) as launcher:
+        launcher.wait_for("^it 2/", 120)
         restartable_mlflow_server.stop()
         launcher.process.send_signal(signal.SIGTERM)
-        launcher.wait_for("stop requested (SIGTERM)")
+        launcher.wait_for(r"^stop requested \(SIGTERM\)", 120)
         time.sleep(1)
         launcher.process.send_signal(signal.SIGINT)
         signalled = time.monotonic()
-        assert launcher.finish(timeout=30) == 128 + signal.SIGINT, launcher.stdout
+        assert launcher.finish(30) == 128 + signal.SIGINT, launcher.output
         assert time.monotonic() - signalled < 3
-    assert "second SIGINT: exiting now without waiting (exit 130)" in launcher.stdout
+    assert "second SIGINT: exiting now without waiting (exit 130)" in launcher.output

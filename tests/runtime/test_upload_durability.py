@@ -11,8 +11,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from launcher_runs import BackgroundLauncher, artifact_names, launcher_env, train_args
+from launcher_runs import artifact_names, background_launcher, launcher_env, train_args
 from support.mlflow_server import MlflowServer, ServerRun
+from support.streamed import StreamedProcess, wait_until
 
 from training.checkpoints import CheckpointUploader
 
@@ -21,17 +22,7 @@ pytestmark = pytest.mark.slow
 OUTAGE_S = 8
 
 
-def _wait_until(condition, timeout_s: float, what: str) -> float:  # noqa: ANN001
-    """Seconds it took for condition() to hold; AssertionError after timeout_s."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        time.sleep(0.5)
-    return time.monotonic() - start
-
-
-def _iterations_done(launcher: BackgroundLauncher) -> int:
+def _iterations_done(launcher: StreamedProcess) -> int:
     progress = [line for line in launcher.lines if line.startswith("it ")]
     return int(progress[-1].split()[1].split("/")[0])
 
@@ -59,7 +50,7 @@ def test_uploads_failing_in_an_outage_are_retried_before_close(run_on_own_server
         return artifact_names(client, run_id, "checkpoints") if server.healthy() else set()
 
     # No close(): the worker retries by itself, as it does while training goes on.
-    _wait_until(lambda: {"model_1.pt", "model_2.pt", "model_1.pt.sha256",
+    wait_until(lambda: {"model_1.pt", "model_2.pt", "model_1.pt.sha256",
                          "model_2.pt.sha256"} <= stored(), 60, "both checkpoints stored")
     report = uploader.close(timeout_s=10)
     assert report.uploaded == [1, 2] and report.not_uploaded == {}
@@ -78,32 +69,32 @@ def test_training_goes_on_through_an_outage_and_every_checkpoint_reaches_the_sto
     mlflow.set_tracking_uri(server.url)
     client = mlflow.MlflowClient()
     env = launcher_env(server.url, tmp_path / "out")
-    with BackgroundLauncher(env, *train_args(1000, "--save-interval", "2"),
+    with background_launcher(env, *train_args(1000, "--save-interval", "2"),
                             cwd=tmp_path) as launcher:
-        run_id = launcher.wait_for("run ").split()[1].rstrip(":")
+        run_id = launcher.wait_for(r"^run (\w+): ", 120)[1]
         saves = tmp_path / "out" / "runs" / run_id
-        launcher.wait_for("it 2/")
+        launcher.wait_for("^it 2/", 120)
         server.stop()
         outage_started = time.monotonic()
         # The store stays down for OUTAGE_S, and at least until training has done two more
         # iterations without it (a CPU shared with other work can make iterations slow).
-        launcher.wait_for(f"it {_iterations_done(launcher) + 2}/", timeout=90)
+        launcher.wait_for(f"^it {_iterations_done(launcher) + 2}/", 90)
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))
         outage_s = time.monotonic() - outage_started
         server.start()
         saved_by_then = {p.name for p in saves.glob("model_*.pt")}
 
         # Everything saved up to the end of the outage reaches the store while training runs.
-        seconds = _wait_until(lambda: saved_by_then <= artifact_names(client, run_id,
+        seconds = wait_until(lambda: saved_by_then <= artifact_names(client, run_id,
                                                                       "checkpoints"),
                               60, f"{sorted(saved_by_then)} in the store")
         assert launcher.process.poll() is None, "training ended before the uploads caught up"
         launcher.process.send_signal(signal.SIGTERM)
-        assert launcher.finish() == 75, launcher.stdout + launcher.stderr
+        assert launcher.finish(120) == 75, launcher.output
     print(f"\noutage {outage_s:.1f} s (and the server's restart); {len(saved_by_then)} "
           f"checkpoints stored {seconds:.1f} s after the restart")
-    assert "warning: upload of model_" in launcher.stdout
-    assert "checkpoint uploads recovered" in launcher.stdout
-    assert "NOT in the store" not in launcher.stdout
+    assert "warning: upload of model_" in launcher.output
+    assert "checkpoint uploads recovered" in launcher.output
+    assert "NOT in the store" not in launcher.output
     assert {p.name for p in saves.glob("model_*.pt")} <= artifact_names(client, run_id,
                                                                         "checkpoints")

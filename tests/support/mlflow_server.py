@@ -47,9 +47,12 @@ class MlflowServer:
             "--artifacts-destination", str(self.root / "artifacts"),
         ]
         log = self.log_path.open("ab")
+        # Without job execution: MLflow 3.x would otherwise start a job runner and its
+        # workers after /health answers, CPU the tests' training runs need (none use jobs).
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         # Own process group: stop() kills the server and its worker together.
         self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True, env=env)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
