@@ -76,8 +76,12 @@ def main() -> None:
     print("|---|---:|---:|")
     for label, values in times.items():
         print(f"| {label} | {medians[label]:.1f} | {min(values) * 1000:.1f} |")
+    # The target, <= 6x the seed, rests on the floor being ~5x the seed: the client may
+    # add ~20% to its own imports. Both ratios are printed; the second does not depend on how
+    # fast this machine starts bash, zip and base64 compared with Python.
     print(f"\nours / seed: {ours / seed:.2f}x (target <= 6x); "
-          f"jinja2+yaml floor / seed: {floor / seed:.2f}x; ours / floor: {ours / floor:.2f}x")
+          f"jinja2+yaml floor / seed: {floor / seed:.2f}x")
+    print(f"ours / floor: {ours / floor:.2f}x (the target's margin over the floor: 6 / 5 = 1.2x)")
 
 
 if __name__ == "__main__":

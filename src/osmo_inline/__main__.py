@@ -2,6 +2,6 @@
 
 import sys
 
-from osmo_inline.cli import main
+from osmo_inline.console import main
 
 sys.exit(main())

@@ -117,8 +117,8 @@ def build_parser() -> _Parser:
         help="model name to register the final checkpoint under")
     add("-s", "--run-smoke-test", dest="run_azure_smoke_test", action="store_const", const="1",
         help="run connectivity checks before training")
-    add("-w", "--workflow", metavar="PATH", default=DEFAULT_TEMPLATE,
-        help=f"workflow template (default: {DEFAULT_TEMPLATE})")
+    add("-w", "--workflow", metavar="PATH",
+        help=f"workflow template (default: {DEFAULT_TEMPLATE} in the project)")
     add("-p", "--payload-root", metavar="DIR",
         help="extraction root in the container (default: /workspace/isaac_payload)")
     add("--sleep-after-unpack", metavar="SECONDS",
@@ -128,8 +128,8 @@ def build_parser() -> _Parser:
     add("--cpu", help="CPUs (default: 8)")
     add("--memory", help="memory (default: 48Gi)")
     add("--storage", help="ephemeral storage (default: 80Gi)")
-    add("--source", metavar="DIR", default=DEFAULT_SOURCE,
-        help=f"directory packaged as src/training (default: {DEFAULT_SOURCE})")
+    add("--source", metavar="DIR",
+        help=f"directory packaged as src/training (default: {DEFAULT_SOURCE} in the project)")
     add("--payload-budget", metavar="BYTES", default=str(DEFAULT_PAYLOAD_BUDGET),
         help=f"largest base64 payload accepted (default: {DEFAULT_PAYLOAD_BUDGET})")
     add("--dry-run", action="store_true", help="print the rendered spec, submit nothing")
@@ -175,6 +175,17 @@ def _resolve(
         else:
             resolved[dest] = (default, "default")
     return resolved
+
+
+def find_project_dir(cwd: Path) -> Path:
+    """The nearest directory from cwd upwards that holds src/training or the default template,
+    so the client works from anywhere inside a project (the seed's script found its files
+    next to itself); cwd when there is none. `.tmp/` and the defaults are relative to it,
+    paths given on the command line relative to cwd."""
+    for directory in (cwd, *cwd.parents):
+        if (directory / DEFAULT_SOURCE).is_dir() or (directory / DEFAULT_TEMPLATE).is_file():
+            return directory
+    return cwd
 
 
 def _positive_int(value: str, where: str, *, allow_zero: bool = False) -> int:
@@ -228,6 +239,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     if flags.workflow_id is not None and not flags.local:
         raise BadInput("--workflow-id only applies to --local runs")
     max_iterations = value["max_iterations"].strip()
+    project_dir = find_project_dir(cwd)
 
     return SubmitConfig(
         task=value["task"],
@@ -240,7 +252,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         auto_resume=auto_resume in _TRUE,
         register_checkpoint=value["register_checkpoint"].strip(),
         run_smoke_test=smoke in _TRUE,
-        workflow=cwd / flags.workflow,
+        workflow=cwd / flags.workflow if flags.workflow else project_dir / DEFAULT_TEMPLATE,
         payload_root=value["payload_root"],
         sleep_after_unpack=sleep,
         backend=value["backend"],
@@ -248,8 +260,8 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         cpu=_positive_int(value["cpu"], where["cpu"]),
         memory=value["memory"],
         storage=value["storage"],
-        source=cwd / flags.source,
-        project_dir=cwd,
+        source=cwd / flags.source if flags.source else project_dir / DEFAULT_SOURCE,
+        project_dir=project_dir,
         payload_budget=_positive_int(flags.payload_budget, "--payload-budget"),
         template_values=template_values,
         osmo_args=osmo_args,

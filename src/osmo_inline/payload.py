@@ -8,18 +8,19 @@ byte-identical bytes whatever the mtimes, creation order or umask: members are s
 from __future__ import annotations
 
 import base64
-import fnmatch
 import hashlib
 import io
 import os
-import re
 import stat
 import zipfile
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from osmo_inline.errors import BadInput
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 ARCHIVE_PREFIX = "src/training"  # members land in $PAYLOAD_ROOT/src/training
 IGNORE_FILE = ".payloadignore"  # gitignore-like patterns, read from the source dir
@@ -44,90 +45,98 @@ REASON_SECRET = "secret"
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold
 
 
-@dataclass(frozen=True)
-class Excluded:
+# Records are NamedTuples: a dataclass costs a millisecond of start-up each.
+class Excluded(NamedTuple):
     path: str  # relative to the source dir, "/" at the end for a directory
     reason: str
 
 
-@dataclass(frozen=True)
-class PackedFile:
+class PackedFile(NamedTuple):
     arcname: str
     size: int  # bytes on disk
     compressed: int  # bytes in the zip
 
 
-@dataclass(frozen=True)
-class Payload:
+class Payload(NamedTuple):
     zip_bytes: bytes
     files: tuple[PackedFile, ...]
     excluded: tuple[Excluded, ...]
-
-    @cached_property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.zip_bytes).hexdigest()
-
-    @cached_property
-    def b64(self) -> str:
-        return base64.b64encode(self.zip_bytes).decode("ascii")
+    sha256: str  # of zip_bytes
+    b64: str  # zip_bytes as base64 text
 
     @property
     def secrets(self) -> list[str]:
         return [item.path for item in self.excluded if item.reason == REASON_SECRET]
 
 
-class _Globs:
-    """Gitignore-like patterns: `name/` matches directories only, a pattern with a `/` matches
-    the path from the source dir, any other the file or directory name. Compiled into one
-    regex per kind, since compiling dozens of small ones costs more than a dry-run's work."""
+class _NameList:
+    """The built-in lists: plain names, `*suffix` and `prefix*`, `name/` for directories only,
+    matched against a file or directory name with string tests (a regex per pattern would be
+    the slowest part of a dry run's start-up)."""
 
-    def __init__(self, lines: tuple[str, ...]) -> None:
-        kinds: dict[tuple[bool, bool], list[str]] = {}  # (dir_only, anchored) -> regexes
-        for line in lines:
-            dir_only = line.endswith("/")
-            body = line.rstrip("/")
-            kinds.setdefault((dir_only, "/" in body), []).append(
-                fnmatch.translate(body.lstrip("/")))
-        self._regexes = {kind: re.compile("|".join(parts)) for kind, parts in kinds.items()}
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        self._tests = {dir_only: self._split(p.rstrip("/") for p in patterns
+                                             if p.endswith("/") == dir_only)
+                       for dir_only in (False, True)}
 
-    def matches(self, rel_path: str, is_dir: bool) -> bool:
-        name = rel_path.rsplit("/", 1)[-1]
+    @staticmethod
+    def _split(patterns: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]:
+        """(names, suffixes, prefixes)"""
+        names, suffixes, prefixes = set(), [], []
+        for pattern in patterns:
+            if "*" not in pattern:
+                names.add(pattern)
+            elif pattern.startswith("*") and "*" not in pattern[1:]:
+                suffixes.append(pattern[1:])
+            elif pattern.endswith("*") and "*" not in pattern[:-1]:
+                prefixes.append(pattern[:-1])
+            else:
+                raise ValueError(f"not a name, *suffix or prefix* pattern: {pattern}")
+        return frozenset(names), tuple(suffixes), tuple(prefixes)
+
+    def matches(self, name: str, is_dir: bool) -> bool:
         return any(
-            regex.match(rel_path if anchored else name)
-            for (dir_only, anchored), regex in self._regexes.items()
+            name in names or name.endswith(suffixes) or name.startswith(prefixes)
+            for dir_only, (names, suffixes, prefixes) in self._tests.items()
             if is_dir or not dir_only
         )
 
 
-_BUILD_GLOBS = _Globs(BUILD_OUTPUT)
-_SECRET_GLOBS = _Globs(SECRETS)
+_BUILD_OUTPUT = _NameList(BUILD_OUTPUT)
+_SECRETS = _NameList(SECRETS)
 
 
-def read_ignore_file(source: Path) -> _Globs:
+def read_ignore_file(source: Path) -> GitIgnoreSpec | None:
+    """The source dir's ignore file, with git's rules for .gitignore (`!` re-includes, `**`,
+    a leading or inner `/` anchors, a trailing `/` means directories only); None without one."""
     path = source / IGNORE_FILE
-    lines = []
-    if path.is_file():
-        for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("!"):
-                raise BadInput(f"{path}:{number}: negated patterns ('{line}') are not supported")
-            lines.append(line)
-    return _Globs(tuple(lines))
+    if not path.is_file():
+        return None
+    # Imported only when there is a file to read: pathspec costs a dry run ~25 ms to import.
+    from pathspec import GitIgnoreSpec
+
+    try:
+        return GitIgnoreSpec.from_lines(path.read_text(encoding="utf-8").splitlines())
+    except ValueError as error:  # pathspec's pattern errors, and undecodable text
+        raise BadInput(f"{path}: {error}") from None
 
 
-def _exclusion(rel_path: str, is_dir: bool, ignored: _Globs) -> str | None:
-    # Secrets first, so that one an ignore pattern also matches is still reported as a secret.
-    for reason, globs in (
-        (REASON_SECRET, _SECRET_GLOBS), (REASON_BUILD, _BUILD_GLOBS), (REASON_IGNORED, ignored)
-    ):
-        if globs.matches(rel_path, is_dir):
-            return reason
-    return None
+def _exclusion(rel_path: str, is_dir: bool, ignored: GitIgnoreSpec | None) -> str | None:
+    name = rel_path.rsplit("/", 1)[-1]
+    # Secrets first and always: no ignore pattern brings one back, and one that an ignore
+    # pattern also matches is still reported as a secret.
+    if _SECRETS.matches(name, is_dir):
+        return REASON_SECRET
+    if ignored is not None:
+        # The ignore file comes after the built-in list, as later lines do in a .gitignore:
+        # it may leave out more, or bring back (`!build/`) what the list leaves out.
+        verdict = ignored.check_file(rel_path + "/" if is_dir else rel_path).include
+        if verdict is not None:
+            return REASON_IGNORED if verdict else None
+    return REASON_BUILD if _BUILD_OUTPUT.matches(name, is_dir) else None
 
 
-def _collect(source: Path, ignored: _Globs) -> tuple[list[str], list[Excluded]]:
+def _collect(source: Path, ignored: GitIgnoreSpec | None) -> tuple[list[str], list[Excluded]]:
     """Relative paths of the files to pack (sorted) and what was left out, walking in order."""
     files: list[str] = []
     excluded: list[Excluded] = []
@@ -162,8 +171,8 @@ def _collect(source: Path, ignored: _Globs) -> tuple[list[str], list[Excluded]]:
 def build_payload(source: Path) -> Payload:
     """Zip `source` under `src/training/`, leaving out caches, ignored files and secrets."""
     if not source.is_dir():
-        raise BadInput(f"source directory not found: {source} (run from the repository root "
-                       "or pass --source DIR)")
+        raise BadInput(f"source directory not found: {source} (run inside the project, or "
+                       "pass --source DIR)")
     files, excluded = _collect(source, read_ignore_file(source))
     if not files:
         raise BadInput(f"nothing to package: {source} has no files left after the excludes")
@@ -180,7 +189,9 @@ def build_payload(source: Path) -> Payload:
             info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
             archive.writestr(info, data, compresslevel=9)
             packed.append(PackedFile(info.filename, len(data), info.compress_size))
-    return Payload(buffer.getvalue(), tuple(packed), tuple(excluded))
+    zip_bytes = buffer.getvalue()
+    return Payload(zip_bytes, tuple(packed), tuple(excluded), hashlib.sha256(zip_bytes).hexdigest(),
+                   base64.b64encode(zip_bytes).decode("ascii"))
 
 
 def base64_size(byte_count: int) -> int:

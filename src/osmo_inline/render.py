@@ -10,16 +10,22 @@ so are left literal.
 
 from __future__ import annotations
 
+import hashlib
+import marshal
+import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from importlib.util import MAGIC_NUMBER
 from pathlib import Path
-from typing import Any
+from types import CodeType
+from typing import Any, NamedTuple
 
+import jinja2
 import yaml
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from osmo_inline.artifacts import write_atomically
 from osmo_inline.errors import BadInput
 
 # OSMO's run-time tokens: only recognised written exactly like this, without spaces.
@@ -42,18 +48,58 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_YAML_LOADER)
 
 
-@dataclass(frozen=True)
-class Template:
+# A NamedTuple, as the client's other records: a dataclass costs a millisecond to define.
+class Template(NamedTuple):
     path: Path
     body: str  # the template text without its default-values section
     defaults: dict[str, object]
     variables: frozenset[str]  # every variable the body uses
-    parsed: nodes.Template  # the body parsed once, special tokens swapped for placeholders
+    code: CodeType  # the body compiled by Jinja, special tokens swapped for placeholders
     tokens: tuple[str, ...]  # the special tokens, in placeholder order
 
 
+_ENVIRONMENT_OPTIONS: dict[str, Any] = {"undefined": StrictUndefined,
+                                        "keep_trailing_newline": True}
+
+
 def _environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+    return SandboxedEnvironment(**_ENVIRONMENT_OPTIONS)
+
+
+def template_cache_dir() -> Path:
+    """Compiled templates: `$XDG_CACHE_HOME/osmo-inline/templates` (~/.cache by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base, "osmo-inline", "templates")
+
+
+def _compile(text: str) -> tuple[CodeType, frozenset[str]]:
+    """Jinja's code for `text` and the variables it uses, from the cache when compiled before.
+
+    Lexing, parsing and generating code cost a dry-run more than the rest of its work; the
+    result depends only on the text, Jinja, Python and the environment's options, so it is
+    kept on disk under a hash of all four (as Python keeps byte code). A cache that cannot be
+    read or written is only slower. TemplateSyntaxError propagates."""
+    identity = "\0".join((jinja2.__version__, MAGIC_NUMBER.hex(),
+                           repr(sorted(_ENVIRONMENT_OPTIONS.items())), text))
+    cached = None
+    try:
+        cached = template_cache_dir() / f"{hashlib.sha256(identity.encode()).hexdigest()}.marshal"
+        code, variables = marshal.loads(cached.read_bytes())
+        if isinstance(code, CodeType):
+            return code, frozenset(variables)
+    except (OSError, RuntimeError, EOFError, ValueError, TypeError):
+        pass  # not compiled yet, a damaged entry or no home directory: compile (again)
+    environment = _environment()
+    parsed = environment.parse(text)
+    code = environment.compile(parsed)
+    variables = frozenset(meta.find_undeclared_variables(parsed))
+    if cached is not None:
+        try:
+            cached.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_atomically(cached, marshal.dumps((code, sorted(variables))))
+        except OSError:
+            pass
+    return code, variables
 
 
 def protect_special_tokens(text: str) -> tuple[str, list[str]]:
@@ -101,11 +147,11 @@ def load_template(path: Path) -> Template:
     body = "".join(sections.values())
     protected, tokens = protect_special_tokens(body)
     try:
-        parsed = _environment().parse(protected)
+        code, variables = _compile(protected)
     except TemplateSyntaxError as error:
         raise BadInput(f"{path}:{error.lineno}: template syntax error: {error.message}") from None
-    return Template(path, body, {str(k): v for k, v in defaults.items()},
-                    frozenset(meta.find_undeclared_variables(parsed)), parsed, tuple(tokens))
+    return Template(path, body, {str(k): v for k, v in defaults.items()}, variables, code,
+                    tuple(tokens))
 
 
 def unsafe_value_reason(value: str) -> str | None:
@@ -130,7 +176,10 @@ def render(
             raise BadInput(f"value of {name} {reason}: {value!r}")
     values = {**template.defaults, **user_values, **filled}
     try:
-        rendered = _environment().from_string(template.parsed).render(values)
+        environment = _environment()
+        compiled = environment.template_class.from_code(
+            environment, template.code, environment.make_globals(None))
+        rendered = compiled.render(values)
     except TemplateError as error:
         raise BadInput(
             f"{template.path}: {_one_line(error)} (set it after -- as key=value, or give it "

@@ -236,3 +236,41 @@ def test_a_flag_the_template_ignores_earns_a_note(project, submit):
     assert "note: -b/--backend has no effect: isaaclab-inline.yaml does not use {{ backend }}" \
         in result.stderr
     assert "TRAINING_BACKEND" not in result.stdout
+
+
+def test_works_from_anywhere_inside_the_project(project, submit, monkeypatch):
+    """As the seed's script found its files next to itself: defaults and `.tmp/` belong to the
+    project, wherever in it the command runs."""
+    inside = project / "src" / "training" / "envs"
+    inside.mkdir()
+    monkeypatch.chdir(inside)
+    result = submit("--quiet", "--dry-run")
+    assert result.code == 0, result.stderr
+    assert (project / ".tmp" / "osmo-training.zip").is_file()
+    assert not any(path.name == ".tmp" for path in (project / "src").rglob("*"))
+    [payload] = [f for f in yaml.safe_load(result.stdout)["workflow"]["tasks"][0]["files"]
+                 if f["path"].endswith("payload.zip")]
+    assert payload["contents"] == (project / ".tmp" / "osmo-training.b64").read_text()
+
+
+def test_paths_given_on_the_command_line_are_relative_to_where_it_runs(project, submit,
+                                                                        monkeypatch):
+    elsewhere = project / "experiments"
+    (elsewhere / "code").mkdir(parents=True)
+    (elsewhere / "code" / "train.py").write_text("print('mine')\n")
+    (elsewhere / "mine.yaml").write_text(
+        (project / "templates" / "isaaclab-inline.yaml").read_text().replace(
+            "      TASK: ", '      MINE: "yes"\n      TASK: ', 1))
+    monkeypatch.chdir(elsewhere)
+    result = submit("--quiet", "--dry-run", "-w", "mine.yaml", "--source", "code")
+    assert result.code == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["workflow"]["tasks"][0]["environment"]["MINE"] == "yes"
+    assert (project / ".tmp" / "osmo-training.zip").is_file()  # still the project's .tmp/
+
+
+def test_outside_any_project_the_error_says_what_to_do(tmp_path, submit, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = submit("--dry-run")
+    assert result.code == 2
+    assert "workflow template not found" in result.stderr
+    assert not (tmp_path / ".tmp").exists()

@@ -135,3 +135,54 @@ def test_the_spec_carries_the_bootstrap_and_the_payload_it_verifies(project, sub
     payload_zip = files["/workspace/osmo_inline/payload.zip"]
     assert hashlib.sha256(payload_zip).hexdigest() == task["environment"]["PAYLOAD_SHA256"]
     assert task["args"] == ["exec ${PYTHON} /workspace/osmo_inline/bootstrap.py"]
+
+
+def test_ignore_file_patterns_match_like_gitignore(tmp_path):
+    """Every kind of pattern: plain name, suffix, prefix, wildcards in the middle, `?`, `[..]`,
+    anchored to the source dir, and directory-only."""
+    tree = tmp_path / "t"
+    ignored = ["exact.txt", "sub/exact.txt", "run.log", "sub/deep/old.log", "tmpfile",
+               "model-old-3.pt", "cache1.bin", "ackpt.pt", "top.txt", "data/raw/x.npy",
+               "docs/index.md"]
+    kept = ["exact.txt.bak", "log", "my-tmpfile", "cache10.bin", "cckpt.pt", "sub/top.txt",
+            "other/data/raw/x.npy", "data/raw/x.npz", "sub/docs", "launch.py"]
+    for rel in ignored + kept:
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(rel)
+    (tree / ".payloadignore").write_text(
+        "exact.txt\n*.log\ntmp*\n*-old-*\ncache?.bin\n[ab]ckpt.pt\n/top.txt\n"
+        "data/raw/*.npy\ndocs/\n")
+    payload = build_payload(tree)
+    packed = {f.arcname.removeprefix("src/training/") for f in payload.files}
+    assert packed == {*kept, ".payloadignore"}
+    assert {e.path for e in payload.excluded} == {*ignored[:-1], "docs/"}
+    assert {e.reason for e in payload.excluded} == {REASON_IGNORED}
+
+
+def test_ignore_file_negation_brings_back_files_and_built_in_excludes_but_never_secrets(
+    tmp_path,
+):
+    tree = tmp_path / "t"
+    files = ["run.log", "keep.log", "data/a/b/tmp/x.bin", "build/__init__.py", "dist/x.whl",
+             ".env", "deploy.key", "launch.py"]
+    for rel in files:
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(rel)
+    # `**` at any depth; `!` re-includes, here a file of the user's own and the built-in
+    # build/ (a package of that name); secrets stay out whatever the file says.
+    (tree / ".payloadignore").write_text("*.log\n!keep.log\n**/tmp/\n!build/\n!.env\n!*.key\n")
+    payload = build_payload(tree)
+    packed = {f.arcname.removeprefix("src/training/") for f in payload.files}
+    assert packed == {"keep.log", "build/__init__.py", "launch.py", ".payloadignore"}
+    assert {(e.path, e.reason) for e in payload.excluded} == {
+        ("run.log", REASON_IGNORED), ("data/a/b/tmp/", REASON_IGNORED),
+        ("dist/", REASON_BUILD), (".env", REASON_SECRET), ("deploy.key", REASON_SECRET)}
+
+
+def test_a_bad_ignore_pattern_is_one_clear_error(project, submit):
+    (project / "src" / "training" / ".payloadignore").write_text("*.log\n!\n")
+    result = submit("--dry-run")
+    assert result.code == 2
+    [line] = result.stderr.splitlines()
+    assert ".payloadignore" in line and "'!'" in line
+    assert not (project / ".tmp").exists()

@@ -129,3 +129,14 @@ def test_each_rule_is_one_problem(edit, message):
 def test_duplicate_task_names_ignore_case_and_dash_underscore():
     text = GOOD.replace("name: a", "name: a-b") + "  - name: A_b\n    image: i\n    command: [x]\n"
     assert validate_spec(text) == ["task name 'A_b' clashes with 'a-b'"]
+
+
+def test_readme_contract_table_names_every_variable_of_the_task():
+    """README's contract table is the user's reference for the task's environment: it must
+    neither miss a variable the template sets nor list one it does not."""
+    readme = (TEMPLATE.parents[1] / "README.md").read_text()
+    table = readme[readme.index("| Variable |"):].split("\n\n", 1)[0]
+    documented = {name for row in table.splitlines()[2:]
+                  for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", row.split("|")[1])}
+    environment = yaml.safe_load(rendered_default())["workflow"]["tasks"][0]["environment"]
+    assert documented == set(environment)
