@@ -196,8 +196,12 @@ def train_tracked(config: RunConfig, target: Any, env_handle: Any, agent_cfg: di
         run_id = tracking.start_run(config, experiment_id, tags=tags,
                                     continue_run_id=resumed.run_id if resumed else None)
     except Exception as error:  # unreachable server, no permission, ...: nothing was started
-        return fail(EXIT_TRAINING_FAILED, f"cannot start an MLflow run in experiment "
-                    f"{config.experiment_name!r} at {target.uri}: {tracking.first_line(error)}")
+        message = (f"cannot start an MLflow run in experiment {config.experiment_name!r} at "
+                   f"{target.uri}: {tracking.first_line(error)}")
+        if tracking.store_unreachable(error):  # a flaky store: worth the task's next attempt
+            return fail(EXIT_RETRYABLE, f"{message}; the store did not answer: exiting 75 "
+                        "(retryable)")
+        return fail(EXIT_TRAINING_FAILED, message)
     succeeded = False
     try:
         tracking.log_params_once(client, run_id, settings)

@@ -267,6 +267,25 @@ def end_run(run_id: str, status: str, attempts: int = 5) -> bool:
     return False
 
 
+def store_unreachable(error: BaseException) -> bool:
+    """Whether error, or one it was raised from, says the tracking store did not answer
+    (connection refused or reset, a timeout, retries on 5xx answers used up), as opposed to an
+    answer that refuses the request (no permission, not an MLflow server): only the first is
+    worth running the task again for. MLflow wraps the requests error, so the chain is read."""
+    import requests  # MLflow's own HTTP client
+
+    no_answer = (ConnectionError, TimeoutError, requests.exceptions.ConnectionError,
+                 requests.exceptions.Timeout, requests.exceptions.RetryError)
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, no_answer):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]

@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import mlflow
@@ -15,6 +17,7 @@ import pytest
 from launcher_runs import (
     TASK,
     artifact_names,
+    assert_clean_failure,
     launcher_command,
     launcher_env,
     metric_steps,
@@ -185,3 +188,42 @@ def test_tracking_outage_mid_training(restartable_mlflow_server: MlflowServer,
     assert "model_50.pt" in artifact_names(client, run_id, "checkpoints/final")
     assert metric_steps(client, run_id, "Train/mean_reward") == list(range(50))
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_store_that_does_not_answer_at_start_is_retryable(tmp_path: Path) -> None:
+    """No server on the port (a tracking server restarting, say): exit 75, so the workflow
+    template reschedules the task instead of failing the workflow."""
+    from support.mlflow_server import free_port
+
+    env = launcher_env(f"http://127.0.0.1:{free_port()}", tmp_path / "out",
+                       MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+    result = run_launcher(env, *train_args(2), cwd=tmp_path)
+    assert_clean_failure(result, 75, "cannot start an MLflow run",
+                         "the store did not answer: exiting 75 (retryable)")
+    assert "it 1/" not in result.stdout
+
+
+def test_a_store_that_refuses_at_start_fails_for_good(tmp_path: Path) -> None:
+    """Something answers on the port but it is not an MLflow server (a wrong URI): running
+    the task again cannot help, so exit 5, not 75."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotMlflow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = launcher_env(f"http://127.0.0.1:{server.server_port}", tmp_path / "out",
+                           MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+        result = run_launcher(env, *train_args(2), cwd=tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert_clean_failure(result, 5, "cannot start an MLflow run", "404")
+    assert "retryable" not in result.stderr
+
+
+class _NotMlflow(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        self.send_error(404, "no such page")
+
+    do_POST = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
