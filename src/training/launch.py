@@ -125,6 +125,9 @@ def run(config: RunConfig, stop: GracefulStop) -> int:
             resumed = resume.find_resume_point(config, workflow_id, rsl_rl.inspect_checkpoint)
         except resume.StoreUnreachable as error:
             return fail(EXIT_RETRYABLE, str(error))
+        except resume.StoreRefused as error:
+            return fail(EXIT_TRAINING_FAILED, f"auto-resume: the tracking store at {target.uri} "
+                        f"refused the look-up of workflow {workflow_id}: {error}")
 
     init = None
     if resumed is not None and resumed.checkpoint is not None:

@@ -14,7 +14,8 @@ still in the newest run of the workflow.
 The look-up must not silently start over: a second run of the same workflow would fork its
 history. So while the tracking store cannot be reached, the look-up is retried (waits of 1 s
 doubling to at most 10 s) for AUTO_RESUME_LOOKUP_TIMEOUT_S (default 60 s), then the launcher
-exits 75 (retryable) without training.
+exits 75 (retryable) without training. A store that answers with an error instead (no
+permission, not an MLflow server) ends the launcher at once with exit 5: a retry would not help.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from mlflow.entities import ViewType
 from training.backends.base import Checkpoint, CheckpointError
 from training.checkpoints import CHECKPOINT_FILE, recorded_sha256, sha256_of, sidecar_of
 from training.config import RunConfig
-from training.tracking import first_line
+from training.tracking import first_line, store_unreachable
 
 ATTEMPTS_TAG = "attempts"
 LOOKUP_MAX_WAIT_S = 10.0  # longest wait between two look-up tries while the store is down
@@ -44,6 +45,10 @@ T = TypeVar("T")
 
 class StoreUnreachable(Exception):
     """The tracking store did not answer the look-up (exit 75: retry the task later)."""
+
+
+class StoreRefused(Exception):
+    """The tracking store answered the look-up with an error (exit 5: a retry would not help)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,8 @@ def workflow_to_resume(config: RunConfig) -> str | None:
 def find_resume_point(config: RunConfig, workflow_id: str,
                       inspect: Callable[[Path], Checkpoint]) -> ResumePoint | None:
     """The run (and checkpoint) of an earlier attempt to continue; None when there is none.
-    Raises StoreUnreachable when the store stays unreachable for the look-up timeout."""
+    Raises StoreUnreachable when the store stays unreachable for the look-up timeout, and
+    StoreRefused at once when it answers with an error."""
     client = MlflowClient()
     download_root = config.output_dir / "downloads" / "auto-resume" / uuid.uuid4().hex
     deadline = time.monotonic() + config.resume_lookup_timeout_s
@@ -183,11 +189,14 @@ def _attempt(run: Any) -> int:
 
 
 def _ask(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """A call to the store; any failure means the store cannot be asked now."""
+    """A call to the store: StoreUnreachable when it did not answer (ask again later),
+    StoreRefused when it answered with an error (no permission, not an MLflow server)."""
     try:
         return call(*args, **kwargs)
-    except Exception as error:  # connection refused, timeouts, 5xx ...
-        raise StoreUnreachable(first_line(error)) from error
+    except Exception as error:  # MLflow raises many types
+        if store_unreachable(error):
+            raise StoreUnreachable(first_line(error)) from error
+        raise StoreRefused(first_line(error)) from error
 
 
 def _quoted(value: str) -> str:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import mlflow
@@ -26,7 +24,7 @@ from launcher_runs import (
     train_args,
 )
 from mlflow import MlflowClient
-from support.mlflow_server import MlflowServer
+from support.mlflow_server import MlflowServer, free_port, not_mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -193,8 +191,6 @@ def test_tracking_outage_mid_training(restartable_mlflow_server: MlflowServer,
 def test_a_store_that_does_not_answer_at_start_is_retryable(tmp_path: Path) -> None:
     """No server on the port (a tracking server restarting, say): exit 75, so the workflow
     template reschedules the task instead of failing the workflow."""
-    from support.mlflow_server import free_port
-
     env = launcher_env(f"http://127.0.0.1:{free_port()}", tmp_path / "out",
                        MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
     result = run_launcher(env, *train_args(2), cwd=tmp_path)
@@ -203,27 +199,18 @@ def test_a_store_that_does_not_answer_at_start_is_retryable(tmp_path: Path) -> N
     assert "it 1/" not in result.stdout
 
 
-def test_a_store_that_refuses_at_start_fails_for_good(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workflow_id", ["", "wf-refused"],
+                         ids=["at-run-start", "at-auto-resume-look-up"])
+def test_a_store_that_refuses_fails_for_good(tmp_path: Path, workflow_id: str) -> None:
     """Something answers on the port but it is not an MLflow server (a wrong URI): running
-    the task again cannot help, so exit 5, not 75."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotMlflow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        env = launcher_env(f"http://127.0.0.1:{server.server_port}", tmp_path / "out",
-                           MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+    the task again cannot help, so exit 5 at once, not 75, whether the auto-resume look-up
+    (WORKFLOW_ID set) or the run's start meets it first."""
+    with not_mlflow_server() as url:
+        env = launcher_env(url, tmp_path / "out", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+                           WORKFLOW_ID=workflow_id)
+        started = time.monotonic()
         result = run_launcher(env, *train_args(2), cwd=tmp_path)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert_clean_failure(result, 5, "cannot start an MLflow run", "404")
-    assert "retryable" not in result.stderr
-
-
-class _NotMlflow(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        self.send_error(404, "no such page")
-
-    do_POST = do_GET
-
-    def log_message(self, *args: object) -> None:
-        pass
+    assert_clean_failure(result, 5, "refused the look-up" if workflow_id else
+                         "cannot start an MLflow run", "404")
+    assert "retryable" not in result.stderr and "trying again" not in result.stdout
+    assert time.monotonic() - started < 60  # no look-up retries for a refusal

@@ -12,10 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +136,26 @@ def sqlite_store(tmp_path: Path) -> SqliteStore:
     root = tmp_path / "sqlite-store"
     root.mkdir()
     return SqliteStore(root=root, uri=f"sqlite:///{root / 'mlflow.db'}")
+
+
+class _NotMlflow(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        self.send_error(404, "no such page")
+
+    do_POST = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def not_mlflow_server() -> Iterator[str]:
+    """The URL of an HTTP server on loopback that answers 404 to everything: a tracking URI
+    that points at the wrong service."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotMlflow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
