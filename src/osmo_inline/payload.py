@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
 
 ARCHIVE_PREFIX = "src/training"  # members land in $PAYLOAD_ROOT/src/training
-IGNORE_FILE = ".payloadignore"  # gitignore-like patterns, read from the source dir
+IGNORE_FILE = ".payloadignore"  # patterns with .gitignore rules, read from the source dir
 
 # Caches, virtualenvs and local run output: never useful in the container, often large.
 BUILD_OUTPUT = (
