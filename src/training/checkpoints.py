@@ -137,23 +137,23 @@ class UploadReport:
 
 
 def retry(action: Callable[[], None], *, attempts: int, backoff_s: float,
-          deadline: float | None = None) -> str | None:
-    """Run action until it succeeds; None on success, else the last error's first line.
+          deadline: float | None = None) -> Exception | None:
+    """Run action until it succeeds; None on success, else the last error.
     The wait doubles after each failure (backoff_s, 2*backoff_s, ... capped at 30 s)."""
-    error_text = "not attempted"
+    last_error: Exception | None = None
     delay_s = backoff_s
     for attempt in range(attempts):
         try:
             action()
             return None
         except Exception as error:  # network and server errors: retried, then reported
-            error_text = first_line(error)
+            last_error = error
         out_of_time = deadline is not None and time.monotonic() + delay_s > deadline
         if attempt == attempts - 1 or out_of_time:
             break
         time.sleep(delay_s)
         delay_s = min(delay_s * 2, 30.0)
-    return error_text
+    return last_error
 
 
 def upload_checkpoint(client: MlflowClient, run_id: str, path: Path, artifact_path: str) -> None:
@@ -294,7 +294,7 @@ def write_manifest(path: Path, **fields: object) -> Path:
 
 
 def upload_final(client: MlflowClient, run_id: str, checkpoint: Path, manifest: Path,
-                 timeout_s: float) -> str | None:
+                 timeout_s: float) -> Exception | None:
     """checkpoint + checkpoint.json to checkpoints/final; None on success, else the error."""
     def action() -> None:
         upload_checkpoint(client, run_id, checkpoint, FINAL_ARTIFACT_PATH)

@@ -258,8 +258,14 @@ def train_tracked(config: RunConfig, target: Any, env_handle: Any, agent_cfg: di
             print(f"warning: {lost_metrics} metric values could not be logged "
                   f"({metrics.last_error})", flush=True)
         if final_error is not None:
-            return fail(EXIT_TRAINING_FAILED, f"the final checkpoint could not be stored "
-                        f"({final_error}); it is kept at {final}")
+            message = (f"the final checkpoint could not be stored "
+                       f"({tracking.first_line(final_error)}); it is kept at {final}")
+            if tracking.store_unreachable(final_error):
+                # On a cluster the file goes with the pod: a rescheduled attempt resumes from
+                # the last stored checkpoint and stores the final one itself.
+                return fail(EXIT_RETRYABLE, f"{message}; the store did not answer: exiting 75 "
+                            "(retryable)")
+            return fail(EXIT_TRAINING_FAILED, message)
         announce_resume_uri(client, run_id)
         if config.register_checkpoint:
             exit_code = register_final(client, config, run_id, settings, final_info)
@@ -292,7 +298,7 @@ def finish_completed_run(config: RunConfig, resumed: ResumePoint | None) -> int:
         if not client.list_artifacts(run_id, FINAL_ARTIFACT_PATH):
             error = store_final(client, config, run_id, final, from_checkpoint=final)
             if error is not None:
-                raise RuntimeError(error)
+                raise error
             print(f"the earlier attempt had not stored {FINAL_ARTIFACT_PATH}: stored "
                   f"{final.path.name} there", flush=True)
         run = client.get_run(run_id)
@@ -331,9 +337,9 @@ def register_final(client: Any, config: RunConfig, run_id: str, run_tags: Mappin
 
 
 def store_final(client: Any, config: RunConfig, run_id: str, final: Checkpoint,
-                from_checkpoint: Checkpoint | None) -> str | None:
+                from_checkpoint: Checkpoint | None) -> Exception | None:
     """checkpoint.json next to the final checkpoint, both to checkpoints/final; None on
-    success, else the error."""
+    success, else the last error."""
     from training import checkpoints
     from training.backends import rsl_rl
 

@@ -5,13 +5,20 @@ tests stop and start again; real files; real training for the launcher test."""
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import time
 from pathlib import Path
 
 import mlflow
 import pytest
-from launcher_runs import artifact_names, background_launcher, launcher_env, train_args
+from launcher_runs import (
+    artifact_names,
+    background_launcher,
+    launcher_env,
+    run_launcher,
+    train_args,
+)
 from support.mlflow_server import MlflowServer, ServerRun
 from support.streamed import StreamedProcess, wait_until
 
@@ -98,3 +105,39 @@ def test_training_goes_on_through_an_outage_and_every_checkpoint_reaches_the_sto
     assert "NOT in the store" not in launcher.output
     assert {p.name for p in saves.glob("model_*.pt")} <= artifact_names(client, run_id,
                                                                         "checkpoints")
+
+
+def test_a_store_down_at_the_end_is_retried_and_the_retry_stores_the_final(
+    restartable_mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    """The store goes down mid-run and is still down when the final checkpoint is to be
+    stored: exit 75 (the file would go with the pod), and the rescheduled attempt, on a fresh
+    disk, resumes from the last stored checkpoint and stores the final one."""
+    server = restartable_mlflow_server
+    mlflow.set_tracking_uri(server.url)
+    client = mlflow.MlflowClient()
+    workflow = {"WORKFLOW_ID": "wf-end-outage", "EXPERIMENT_NAME": "end-outage",
+                "CHECKPOINT_UPLOAD_TIMEOUT_S": "3"}
+    args = train_args(12, "--save-interval", "2")
+    with background_launcher(launcher_env(server.url, tmp_path / "pod-1", **workflow), *args,
+                             cwd=tmp_path) as first:
+        run_id = first.wait_for(r"^run (\w+): ", 120)[1]
+        wait_until(lambda: "model_2.pt.sha256" in artifact_names(client, run_id, "checkpoints"),
+                   60, "model_2.pt stored")
+        server.stop()
+        assert first.finish(180) == 75, first.output
+    assert re.search(r"^error: the final checkpoint could not be stored \(.+\); it is kept at "
+                     r".+; the store did not answer: exiting 75 \(retryable\)$", first.output,
+                     re.MULTILINE), first.output
+
+    server.start()
+    retry = run_launcher(launcher_env(server.url, tmp_path / "pod-2", **workflow), *args,
+                         cwd=tmp_path)
+    assert retry.returncode == 0, retry.stdout + retry.stderr
+    resumed = re.search(rf"^auto-resume: workflow wf-end-outage: resuming run {run_id} from "
+                        r"model_(\d+)\.pt", retry.stdout, re.MULTILINE)
+    assert resumed and int(resumed[1]) >= 2, retry.stdout
+    assert "training done at iteration 12" in retry.stdout
+    assert {"model_12.pt", "checkpoint.json"} <= artifact_names(client, run_id,
+                                                                "checkpoints/final")
+    assert client.get_run(run_id).info.status == "FINISHED"
