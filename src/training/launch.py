@@ -64,6 +64,17 @@ def fail(code: int, message: str) -> int:
     return code
 
 
+def fail_on_store(error: BaseException, message: str) -> int:
+    """A tracking-store failure: 75 (retryable) when the store did not answer, which the
+    task's next attempt may not meet; 5 when it answered with a refusal."""
+    from training.tracking import store_unreachable
+
+    if store_unreachable(error):
+        return fail(EXIT_RETRYABLE, f"{message}; the store did not answer: exiting 75 "
+                    "(retryable)")
+    return fail(EXIT_TRAINING_FAILED, message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = parse_config(sys.argv[1:] if argv is None else argv, os.environ)
@@ -199,12 +210,9 @@ def train_tracked(config: RunConfig, target: Any, env_handle: Any, agent_cfg: di
         run_id = tracking.start_run(config, experiment_id, tags=tags,
                                     continue_run_id=resumed.run_id if resumed else None)
     except Exception as error:  # unreachable server, no permission, ...: nothing was started
-        message = (f"cannot start an MLflow run in experiment {config.experiment_name!r} at "
-                   f"{target.uri}: {tracking.first_line(error)}")
-        if tracking.store_unreachable(error):  # a flaky store: worth the task's next attempt
-            return fail(EXIT_RETRYABLE, f"{message}; the store did not answer: exiting 75 "
-                        "(retryable)")
-        return fail(EXIT_TRAINING_FAILED, message)
+        return fail_on_store(error, f"cannot start an MLflow run in experiment "
+                             f"{config.experiment_name!r} at {target.uri}: "
+                             f"{tracking.first_line(error)}")
     succeeded = False
     try:
         tracking.log_params_once(client, run_id, settings)
@@ -258,14 +266,10 @@ def train_tracked(config: RunConfig, target: Any, env_handle: Any, agent_cfg: di
             print(f"warning: {lost_metrics} metric values could not be logged "
                   f"({metrics.last_error})", flush=True)
         if final_error is not None:
-            message = (f"the final checkpoint could not be stored "
-                       f"({tracking.first_line(final_error)}); it is kept at {final}")
-            if tracking.store_unreachable(final_error):
-                # On a cluster the file goes with the pod: a rescheduled attempt resumes from
-                # the last stored checkpoint and stores the final one itself.
-                return fail(EXIT_RETRYABLE, f"{message}; the store did not answer: exiting 75 "
-                            "(retryable)")
-            return fail(EXIT_TRAINING_FAILED, message)
+            # Retryable when the store did not answer: on a cluster the file goes with the
+            # pod, and a rescheduled attempt resumes from the last stored checkpoint.
+            return fail_on_store(final_error, f"the final checkpoint could not be stored "
+                                 f"({tracking.first_line(final_error)}); it is kept at {final}")
         announce_resume_uri(client, run_id)
         if config.register_checkpoint:
             exit_code = register_final(client, config, run_id, settings, final_info)
