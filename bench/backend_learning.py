@@ -22,7 +22,7 @@ def main() -> None:
     task = sys.argv[1] if len(sys.argv) > 1 else "HalfCheetah-v5"
     iterations = int(sys.argv[2]) if len(sys.argv) > 2 else 150
     num_envs = int(sys.argv[3]) if len(sys.argv) > 3 else 16
-    handle = make_env(task, num_envs=num_envs, seed=None, device="cpu")
+    handle = make_env(task, backend=backend, num_envs=num_envs, seed=None, device="cpu")
     start = time.perf_counter()
     rows: list[tuple[int, float, float]] = []
 
@@ -34,8 +34,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as log_dir:
         backend.train(
-            handle, handle.agent_cfg, log_dir=Path(log_dir), device="cpu",
-            max_iterations=iterations, init=None, mode=None,
+            handle, log_dir=Path(log_dir), device="cpu", max_iterations=iterations,
+            save_interval=handle.save_interval, init=None, mode=None,
             hooks=TrainHooks(on_iteration=on_iteration),
         )
     handle.close()

@@ -39,9 +39,9 @@ side, task, num_envs, iterations, save_interval = sys.argv[1:6]
 torch.set_num_threads(1)
 start, cpu_start = time.perf_counter(), time.process_time()
 if side == "bare":
-    handle = make_env(task, num_envs=int(num_envs), seed=None, device="cpu")
+    handle = make_env(task, backend=rsl_rl, num_envs=int(num_envs), seed=None, device="cpu")
     cfg = rsl_rl_compat.runner_cfg(dict(handle.agent_cfg, save_interval=int(save_interval)))
-    torch.manual_seed(int(handle.agent_cfg["seed"]))
+    torch.manual_seed(handle.seed)
     with rsl_rl_compat.quiet_stdout():
         runner = OnPolicyRunner(handle.env, cfg, log_dir=tempfile.mkdtemp(), device="cpu")
         runner.learn(int(iterations))

@@ -67,6 +67,8 @@ class RunConfig:
     stop_grace_s: float = DEFAULT_STOP_GRACE_S
     upload_timeout_s: float = DEFAULT_UPLOAD_TIMEOUT_S
     resume_lookup_timeout_s: float = DEFAULT_RESUME_LOOKUP_TIMEOUT_S
+    # Isaac Lab: render cameras (needed for camera observations and videos).
+    enable_cameras: bool = False
 
     @property
     def uses_checkpoint(self) -> bool:
@@ -111,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run of an earlier attempt of the same workflow id (default: on) "
         "[AUTO_RESUME]")
     add("--device", help="torch device; default cuda when available, else cpu")
+    add("--enable_cameras", "--enable-cameras", dest="enable_cameras", nargs="?", const="1",
+        help="Isaac Lab: enable camera rendering [ENABLE_CAMERAS]")
     add("--headless", action="store_true", help="accepted for the seed's command line; "
         "training always runs headless")
     return parser
@@ -185,6 +189,8 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         resume_lookup_timeout_s=_positive_seconds(value(None, "AUTO_RESUME_LOOKUP_TIMEOUT_S"),
                                                   "AUTO_RESUME_LOOKUP_TIMEOUT_S")
         or DEFAULT_RESUME_LOOKUP_TIMEOUT_S,
+        enable_cameras=_true_or_false(value(args.enable_cameras, "ENABLE_CAMERAS"),
+                                      "ENABLE_CAMERAS", default=False),
     )
 
 

@@ -110,7 +110,7 @@ def prepare_and_run(config: RunConfig, stop: GracefulStop) -> int:
 def run(config: RunConfig, stop: GracefulStop) -> int:
     """Everything after the dependency check; heavy imports start here."""
     from training import resume
-    from training.backends import rsl_rl
+    from training.backends import load_backend
     from training.backends.base import CheckpointError
     from training.checkpoints import CheckpointUnavailable, fetch_checkpoint
     from training.envs import TaskError, make_env
@@ -129,11 +129,12 @@ def run(config: RunConfig, stop: GracefulStop) -> int:
     use_tracking_target(target)
     print(f"tracking: {target.uri} (from {target.source})", flush=True)
 
+    backend = load_backend(config.backend)
     resumed = None  # an earlier attempt of this workflow, continued in its own run
     workflow_id = resume.workflow_to_resume(config)
     if workflow_id is not None:
         try:
-            resumed = resume.find_resume_point(config, workflow_id, rsl_rl.inspect_checkpoint)
+            resumed = resume.find_resume_point(config, workflow_id, backend.inspect_checkpoint)
         except resume.StoreUnreachable as error:
             return fail(EXIT_RETRYABLE, str(error))
         except resume.StoreRefused as error:
@@ -150,7 +151,7 @@ def run(config: RunConfig, stop: GracefulStop) -> int:
         assert config.checkpoint_uri is not None  # parse_config guarantees it
         download_dir = config.output_dir / "downloads" / uuid.uuid4().hex
         try:
-            init = rsl_rl.inspect_checkpoint(fetch_checkpoint(config.checkpoint_uri, download_dir))
+            init = backend.inspect_checkpoint(fetch_checkpoint(config.checkpoint_uri, download_dir))
         except (CheckpointUnavailable, CheckpointError) as error:
             return fail(EXIT_CHECKPOINT_UNUSABLE, str(error))
         print(f"{config.checkpoint_mode} from {config.checkpoint_uri}: {init.path.name}, "
@@ -160,20 +161,17 @@ def run(config: RunConfig, stop: GracefulStop) -> int:
         return finish_completed_run(config, resumed)
     device = config.device or _default_device()
     try:
-        env_handle = make_env(config.task, num_envs=config.num_envs, seed=config.seed,
-                              device=device, headless=config.headless)
+        env_handle = make_env(config.task, backend=backend, num_envs=config.num_envs,
+                              seed=config.seed, device=device)
     except TaskError as error:
         return fail(EXIT_BAD_INPUT, str(error))
     try:
-        agent_cfg = dict(env_handle.agent_cfg)
-        max_iterations = config.max_iterations or int(agent_cfg["max_iterations"])
-        agent_cfg["max_iterations"] = max_iterations
-        if config.save_interval is not None:
-            agent_cfg["save_interval"] = config.save_interval
+        max_iterations = config.max_iterations or env_handle.max_iterations
+        save_interval = config.save_interval or env_handle.save_interval
         if nothing_left_to_do(config, init, max_iterations):  # the task's default count
             return finish_completed_run(config, resumed)
-        return train_tracked(config, target, env_handle, agent_cfg, max_iterations, init, device,
-                             resumed, stop)
+        return train_tracked(config, target, backend, env_handle, max_iterations, save_interval,
+                             init, device, resumed, stop)
     finally:
         env_handle.close()
 
@@ -190,20 +188,19 @@ def nothing_left_to_do(config: RunConfig, init: Checkpoint | None,
     return True
 
 
-def train_tracked(config: RunConfig, target: Any, env_handle: Any, agent_cfg: dict[str, Any],
-                  max_iterations: int, init: Checkpoint | None, device: str,
+def train_tracked(config: RunConfig, target: Any, backend: Any, env_handle: Any,
+                  max_iterations: int, save_interval: int, init: Checkpoint | None, device: str,
                   resumed: ResumePoint | None, stop: GracefulStop) -> int:
     """One MLflow run around backend training (a new one, or the earlier attempt's when
     resumed); it ends FINISHED only when everything did, KILLED when a signal stopped it."""
     from mlflow import MlflowClient
 
     from training import checkpoints, tracking
-    from training.backends import rsl_rl
     from training.backends.base import CheckpointError, TrainHooks
     from training.resume import ATTEMPTS_TAG
 
     client = MlflowClient()
-    settings = run_settings(config, env_handle, agent_cfg, max_iterations, rsl_rl.RSL_RL_VERSION)
+    settings = run_settings(config, env_handle, max_iterations, save_interval, backend.versions())
     tags = settings | {ATTEMPTS_TAG: str(resumed.attempt if resumed is not None else 1)}
     try:
         experiment_id = tracking.experiment_id_for(config.experiment_name, target)
@@ -235,9 +232,10 @@ def train_tracked(config: RunConfig, target: Any, env_handle: Any, agent_cfg: di
                            should_stop=stop.should_stop)
         try:
             with stop.training():
-                result = rsl_rl.train(env_handle, agent_cfg, log_dir=log_dir, device=device,
-                                      max_iterations=max_iterations, init=init,
-                                      mode=config.checkpoint_mode, hooks=hooks)
+                result = backend.train(env_handle, log_dir=log_dir, device=device,
+                                       max_iterations=max_iterations,
+                                       save_interval=save_interval, init=init,
+                                       mode=config.checkpoint_mode, hooks=hooks)
         except CheckpointError as error:
             uploader.close(0)
             metrics.close(METRICS_FLUSH_TIMEOUT_S)
@@ -257,8 +255,9 @@ def train_tracked(config: RunConfig, target: Any, env_handle: Any, agent_cfg: di
         if final is None:
             metrics.close(METRICS_FLUSH_TIMEOUT_S)
             return fail(EXIT_TRAINING_FAILED, "training wrote no checkpoint")
-        final_info = rsl_rl.inspect_checkpoint(final)
-        final_error = store_final(client, config, run_id, final_info, from_checkpoint=init)
+        final_info = backend.inspect_checkpoint(final)
+        final_error = store_final(client, config, backend, run_id, final_info,
+                                  from_checkpoint=init)
         lost_metrics = metrics.close(METRICS_FLUSH_TIMEOUT_S)
         print(f"training done at iteration {result.final_iteration}; "
               f"{upload_report.summary()}", flush=True)
@@ -292,6 +291,7 @@ def finish_completed_run(config: RunConfig, resumed: ResumePoint | None) -> int:
         return EXIT_OK
     from mlflow import MlflowClient
 
+    from training.backends import load_backend
     from training.checkpoints import FINAL_ARTIFACT_PATH
     from training.resume import ATTEMPTS_TAG
     from training.tracking import first_line
@@ -300,7 +300,8 @@ def finish_completed_run(config: RunConfig, resumed: ResumePoint | None) -> int:
     try:
         client.set_tag(run_id, ATTEMPTS_TAG, str(resumed.attempt))
         if not client.list_artifacts(run_id, FINAL_ARTIFACT_PATH):
-            error = store_final(client, config, run_id, final, from_checkpoint=final)
+            error = store_final(client, config, load_backend(config.backend), run_id, final,
+                                from_checkpoint=final)
             if error is not None:
                 raise error
             print(f"the earlier attempt had not stored {FINAL_ARTIFACT_PATH}: stored "
@@ -340,12 +341,11 @@ def register_final(client: Any, config: RunConfig, run_id: str, run_tags: Mappin
     return EXIT_OK
 
 
-def store_final(client: Any, config: RunConfig, run_id: str, final: Checkpoint,
+def store_final(client: Any, config: RunConfig, backend: Any, run_id: str, final: Checkpoint,
                 from_checkpoint: Checkpoint | None) -> Exception | None:
     """checkpoint.json next to the final checkpoint, both to checkpoints/final; None on
     success, else the last error."""
     from training import checkpoints
-    from training.backends import rsl_rl
 
     manifest = checkpoints.write_manifest(
         final.path,
@@ -355,7 +355,7 @@ def store_final(client: Any, config: RunConfig, run_id: str, final: Checkpoint,
         sha256=checkpoints.sha256_of(final.path),
         task=config.task,
         backend=config.backend,
-        rsl_rl_version=rsl_rl.RSL_RL_VERSION,
+        **backend.versions(),
         checkpoint_mode=config.checkpoint_mode,
         source_checkpoint_uri=config.checkpoint_uri if from_checkpoint is not None else None,
         run_id=run_id,
@@ -374,19 +374,18 @@ def announce_resume_uri(client: Any, run_id: str) -> None:
           flush=True)
 
 
-def run_settings(config: RunConfig, env_handle: Any, agent_cfg: Mapping[str, Any],
-                 max_iterations: int, rsl_rl_version: str) -> dict[str, str]:
+def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_interval: int,
+                 versions: Mapping[str, str]) -> dict[str, str]:
     """What a run is: logged both as params (searchable) and tags (the later auto-resume by
     workflow id looks runs up by tag)."""
-    seed = config.seed if config.seed is not None else agent_cfg.get("seed")
     return {
         "task": config.task,
         "num_envs": str(getattr(env_handle.env, "num_envs", config.num_envs)),
         "max_iterations": str(max_iterations),
-        "save_interval": str(agent_cfg.get("save_interval", "")),
-        "seed": "" if seed is None else str(seed),
+        "save_interval": str(save_interval),
+        "seed": str(env_handle.seed),
         "backend": config.backend,
-        "rsl_rl_version": rsl_rl_version,
+        **versions,
         "env_kind": str(getattr(env_handle, "kind", "")),
         "checkpoint_mode": config.checkpoint_mode,
         "checkpoint_uri": config.checkpoint_uri if config.uses_checkpoint else "",

@@ -184,8 +184,8 @@ def _scenario(out: Path) -> None:
     from training.backends.base import CheckpointError, TrainHooks
     from training.envs import make_env
 
-    handle = make_env("InvertedPendulum-v5", num_envs=4, seed=3, device="cpu")
-    cfg = dict(handle.agent_cfg, num_steps_per_env=8, save_interval=2)
+    handle = make_env("InvertedPendulum-v5", backend=backend, num_envs=4, seed=3, device="cpu")
+    handle.agent_cfg = dict(handle.agent_cfg, num_steps_per_env=8)
 
     def run(name: str, max_iterations: int, init=None, mode=None, stop_after=None) -> dict:
         seen: dict[str, Any] = {"iterations": [], "checkpoints": []}
@@ -201,8 +201,8 @@ def _scenario(out: Path) -> None:
         )
         log_dir = out / name
         result = backend.train(
-            handle, cfg, log_dir=log_dir, device="cpu", max_iterations=max_iterations,
-            init=init, mode=mode, hooks=hooks,
+            handle, log_dir=log_dir, device="cpu", max_iterations=max_iterations,
+            save_interval=2, init=init, mode=mode, hooks=hooks,
         )
         seen["result"] = {
             "start": result.start_iteration,
@@ -225,9 +225,8 @@ def _scenario(out: Path) -> None:
     saved = torch.load(six.path, weights_only=False)
 
     def build(mode: str):
-        return backend.build_runner(
-            handle, cfg, log_dir=out / "probe", device="cpu", init=six, mode=mode
-        )
+        return backend.build_runner(handle, log_dir=out / "probe", device="cpu", init=six,
+                                    mode=mode)
 
     resumed = build("resume")
     optimizer = resumed.alg.optimizer.state_dict()
@@ -260,11 +259,10 @@ def _scenario(out: Path) -> None:
         report["truncated_error"] = None
     except CheckpointError as error:
         report["truncated_error"] = str(error)
-    cheetah = make_env("HalfCheetah-v5", num_envs=2, seed=0, device="cpu")
+    cheetah = make_env("HalfCheetah-v5", backend=backend, num_envs=2, seed=0, device="cpu")
     try:
-        backend.build_runner(
-            cheetah, cheetah.agent_cfg, log_dir=out / "probe", device="cpu", init=six, mode="resume"
-        )
+        backend.build_runner(cheetah, log_dir=out / "probe", device="cpu", init=six,
+                             mode="resume")
         report["mismatch_error"] = None
     except CheckpointError as error:
         report["mismatch_error"] = str(error)

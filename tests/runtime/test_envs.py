@@ -10,6 +10,7 @@ import torch
 from support.rslrl_versions import run_python
 
 from training.agents import AGENTS_DIR, load_agent_cfg
+from training.backends import rsl_rl
 from training.envs import TaskError, isaaclab_installed, make_env
 from training.envs.gym_vec import GymVecEnv
 
@@ -70,14 +71,14 @@ def test_step_infos_reach_the_runner_as_episode_log():
 
 
 def test_make_env_builds_a_gymnasium_task_with_its_agent_cfg():
-    handle = make_env("HalfCheetah-v5", num_envs=2, seed=7, device="cpu")
+    handle = make_env("HalfCheetah-v5", backend=rsl_rl, num_envs=2, seed=7, device="cpu")
     try:
         assert handle.kind == "gymnasium"
         assert handle.env.num_envs == 2 and handle.env.num_actions == 6
         cfg = handle.agent_cfg
-        assert cfg["seed"] == 7
+        assert cfg["seed"] == 7 and handle.seed == 7
         assert cfg["experiment_name"] == "HalfCheetah-v5"
-        assert cfg["max_iterations"] > 0 and cfg["save_interval"] > 0
+        assert handle.max_iterations > 0 and handle.save_interval > 0
     finally:
         handle.close()
 
@@ -92,7 +93,7 @@ def test_make_env_builds_a_gymnasium_task_with_its_agent_cfg():
 )
 def test_tasks_that_cannot_work_say_what_would(task, expected):
     with pytest.raises(TaskError) as raised:
-        make_env(task, num_envs=2, seed=None, device="cpu")
+        make_env(task, backend=rsl_rl, num_envs=2, seed=None, device="cpu")
     assert expected in str(raised.value)
     assert "\n" not in str(raised.value)
 
@@ -101,7 +102,8 @@ def test_isaac_lab_task_without_isaaclab_says_so():
     if isaaclab_installed():
         pytest.skip("isaaclab is installed here")
     with pytest.raises(TaskError) as raised:
-        make_env("Isaac-Velocity-Rough-Anymal-C-v0", num_envs=2, seed=None, device="cpu")
+        make_env("Isaac-Velocity-Rough-Anymal-C-v0", backend=rsl_rl, num_envs=2, seed=None,
+                 device="cpu")
     message = str(raised.value)
     assert "Isaac Lab task but isaaclab is not installed" in message
     assert "HalfCheetah-v5" in message
@@ -109,7 +111,7 @@ def test_isaac_lab_task_without_isaaclab_says_so():
 
 def test_zero_envs_is_refused():
     with pytest.raises(TaskError, match="num_envs must be at least 1, got 0"):
-        make_env("HalfCheetah-v5", num_envs=0, seed=None, device="cpu")
+        make_env("HalfCheetah-v5", backend=rsl_rl, num_envs=0, seed=None, device="cpu")
 
 
 def test_a_task_yaml_overrides_the_default_key_by_key(tmp_path):
@@ -140,8 +142,9 @@ API_BY_VERSION = {
 }
 PROBE = """
 import json, torch
+from training.backends import rsl_rl
 from training.envs import make_env
-h = make_env("InvertedPendulum-v5", num_envs=2, seed=0, device="cpu")
+h = make_env("InvertedPendulum-v5", backend=rsl_rl, num_envs=2, seed=0, device="cpu")
 def kind(x):
     if isinstance(x, tuple):
         return f"tuple({type(x[0]).__name__}, {type(x[1]).__name__})"

@@ -2,8 +2,10 @@
 
 Lookup, for task ``T``: ``default.yaml``, then ``T.yaml`` from this directory merged over it
 key by key (nested mappings merge, everything else replaces). Users customise a task by adding
-``src/training/agents/<T>.yaml`` to the payload. Isaac Lab tasks do not use these files: they
-bring their own agent cfg through the gym registry (``rsl_rl_cfg_entry_point``).
+``src/training/agents/<T>.yaml`` to the payload. RSL-RL reads this directory; other backends
+read a subdirectory named after their library (``agents/skrl/``) by the same rule. Isaac Lab
+tasks do not use these files: they bring their own agent cfg through the gym registry
+(``rsl_rl_cfg_entry_point``, ``skrl_cfg_entry_point``).
 """
 
 from __future__ import annotations

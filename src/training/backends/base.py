@@ -7,10 +7,13 @@ the hooks below while it trains. Nothing here imports torch or an RL library.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from training.envs import EnvHandle
 
 LoadMode = Literal["warm-start", "resume"]
 
@@ -52,3 +55,50 @@ class TrainResult:
     final_iteration: int  # the iteration counter at the end (what a resume would start from)
     final_checkpoint: Path | None  # the checkpoint holding final_iteration; None if none written
     stopped_early: bool = False  # should_stop() returned True before max_iterations
+
+
+class Backend(Protocol):
+    """What every backend module provides at module level (``training.backends.<name>``).
+
+    The launcher only talks to a backend through these names, so a new RL library is one new
+    module plus one line in ``training.backends.BACKENDS``.
+    """
+
+    NAME: str  # "rsl_rl", "skrl": the TRAINING_BACKEND value
+    # Metric names (as reported through TrainHooks.on_iteration) the progress line shows.
+    REWARD_METRIC: str
+    FPS_METRIC: str | None
+    # The gym registry key of an Isaac Lab task's agent cfg for this library.
+    ISAACLAB_CFG_ENTRY_POINT: str
+
+    def versions(self) -> Mapping[str, str]:
+        """Library versions, logged as params/tags and in checkpoint.json
+        (e.g. {"rsl_rl_version": "5.5.1"})."""
+        ...
+
+    def checkpoint_format(self) -> str:
+        """The checkpoint format the installed library reads and writes (e.g. "rsl_rl-5")."""
+        ...
+
+    def inspect_checkpoint(self, path: Path) -> Checkpoint:
+        """A complete checkpoint this library can load, or CheckpointError (one line naming
+        what was found, the other library's format included, and what was expected)."""
+        ...
+
+    def make_gym_env(self, task: str, *, num_envs: int, seed: int | None,
+                     device: str) -> EnvHandle:
+        """A gymnasium task wrapped for this library, with its agent cfg (training/agents)."""
+        ...
+
+    def wrap_isaaclab_env(self, env: Any, agent_cfg: Any, *, device: str) -> EnvHandle:
+        """An Isaac Lab env (gymnasium.make result) wrapped as the library's own train script
+        wraps it, with the resolved agent cfg."""
+        ...
+
+    def train(self, env_handle: EnvHandle, *, log_dir: Path, device: str,
+              max_iterations: int, save_interval: int, init: Checkpoint | None,
+              mode: LoadMode | None, hooks: TrainHooks) -> TrainResult:
+        """Train until ``max_iterations`` iterations are done in total (resume) or from 0
+        (scratch, warm-start); save ``model_<done>.pt`` in log_dir every save_interval, at the
+        end and when hooks.should_stop(); call the hooks (see TrainHooks)."""
+        ...

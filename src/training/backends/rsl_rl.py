@@ -1,18 +1,21 @@
 """The RSL-RL backend: train an rsl-rl ``OnPolicyRunner`` with the launcher's hooks.
 
-API (what the launcher calls)::
+The backend interface of ``training.backends.base.Backend``::
 
     RSL_RL_VERSION                    # installed rsl-rl-lib, e.g. "5.5.1"
+    versions()                        # {"rsl_rl_version": "5.5.1"}
     checkpoint_format()               # "rsl_rl-2" (rsl-rl 2.x/3.x) or "rsl_rl-5" (4.x/5.x)
     inspect_checkpoint(path)          # -> Checkpoint, or CheckpointError (one line)
-    train(env_handle, agent_cfg, log_dir=..., device=..., max_iterations=...,
+    make_gym_env(task, ...)           # our gymnasium adapter + training/agents cfg
+    wrap_isaaclab_env(env, agent_cfg) # Isaac Lab's RslRlVecEnvWrapper
+    train(env_handle, log_dir=..., device=..., max_iterations=..., save_interval=...,
           init=Checkpoint | None, mode="warm-start" | "resume" | None, hooks=TrainHooks())
         -> TrainResult
 
 Iterations are counted as iterations *done*: ``model_6.pt`` holds the state after 6 learning
 iterations (metric steps 0..5) and its ``iter`` is 6, so resuming it runs iteration 6 next
 and reports metrics at steps 6, 7, ... ``train`` saves ``model_<n>.pt`` in ``log_dir`` every
-``agent_cfg["save_interval"]`` iterations, at the end, and when ``hooks.should_stop()`` asks;
+``save_interval`` iterations, at the end, and when ``hooks.should_stop()`` asks;
 each file is complete (written, then renamed) before ``hooks.on_checkpoint`` sees it.
 
 - from scratch (``init`` None): trains ``max_iterations`` iterations;
@@ -32,7 +35,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from training.envs import EnvHandle
 
 # rsl_rl.runners imports GitPython, which fails at import when no git binary is on PATH.
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
@@ -49,7 +55,47 @@ from training.backends.base import (  # noqa: E402
     TrainResult,
 )
 
+NAME = "rsl_rl"
 RSL_RL_VERSION: str = compat.RSL_RL_VERSION
+REWARD_METRIC = "Train/mean_reward"
+FPS_METRIC = "Perf/total_fps"
+ISAACLAB_CFG_ENTRY_POINT = "rsl_rl_cfg_entry_point"
+
+
+def versions() -> dict[str, str]:
+    return {"rsl_rl_version": RSL_RL_VERSION}
+
+
+def make_gym_env(task: str, *, num_envs: int, seed: int | None, device: str) -> EnvHandle:
+    """A gymnasium task through our rsl-rl VecEnv adapter, with training/agents' cfg."""
+    from training.envs import EnvHandle, TaskError, one_line, read_agent_cfg
+    from training.envs.gym_vec import GymVecEnv
+
+    neutral = read_agent_cfg(task, seed)
+    try:
+        env = GymVecEnv(task, num_envs=num_envs, seed=neutral["seed"], device=device)
+    except Exception as error:  # a registered id whose env cannot be built (missing extra, ...)
+        raise TaskError(f"cannot build gymnasium task {task}: {one_line(error)}") from error
+    agent_cfg = compat.agent_cfg_from_neutral(neutral, experiment_name=task)
+    return EnvHandle(env=env, agent_cfg=agent_cfg, kind="gymnasium",
+                     max_iterations=int(neutral["max_iterations"]),
+                     save_interval=int(neutral["save_interval"]), seed=int(neutral["seed"]),
+                     _close=env.close)
+
+
+def wrap_isaaclab_env(env: Any, agent_cfg: Any, *, device: str) -> EnvHandle:
+    """An Isaac Lab env in Isaac Lab's own RslRlVecEnvWrapper, as its rsl-rl train script
+    wraps it (``agent_cfg`` is the resolved RslRlOnPolicyRunnerCfg)."""
+    from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper
+
+    from training.envs import EnvHandle
+
+    wrapped = RslRlVecEnvWrapper(env, clip_actions=getattr(agent_cfg, "clip_actions", None))
+    cfg = agent_cfg.to_dict()
+    return EnvHandle(env=wrapped, agent_cfg=cfg, kind="isaaclab",
+                     max_iterations=int(cfg["max_iterations"]),
+                     save_interval=int(cfg["save_interval"]), seed=int(cfg["seed"]),
+                     _close=wrapped.close)
 
 
 def checkpoint_format() -> str:
@@ -137,8 +183,7 @@ class HookedRunner(OnPolicyRunner):
 
 
 def build_runner(
-    env_handle: Any,
-    agent_cfg: dict[str, Any],
+    env_handle: EnvHandle,
     *,
     log_dir: Path,
     device: str,
@@ -146,8 +191,9 @@ def build_runner(
     mode: LoadMode | None,
 ) -> HookedRunner:
     """The runner with ``init`` loaded as ``mode`` says (from scratch when either is None)."""
-    torch.manual_seed(int(agent_cfg["seed"]))
-    cfg = compat.runner_cfg(agent_cfg)
+    torch.manual_seed(env_handle.seed)
+    cfg = compat.runner_cfg(env_handle.agent_cfg)
+    cfg["seed"] = env_handle.seed
     cfg["save_interval"] = 1  # every iteration ends in save(): our boundary (see module doc)
     log_dir.mkdir(parents=True, exist_ok=True)
     with compat.quiet_stdout():
@@ -164,24 +210,22 @@ def build_runner(
 
 
 def train(
-    env_handle: Any,
-    agent_cfg: dict[str, Any],
+    env_handle: EnvHandle,
     *,
     log_dir: Path,
     device: str,
     max_iterations: int,
+    save_interval: int,
     init: Checkpoint | None,
     mode: LoadMode | None,
     hooks: TrainHooks,
 ) -> TrainResult:
     log_dir = Path(log_dir)
-    runner = build_runner(
-        env_handle, agent_cfg, log_dir=log_dir, device=device, init=init, mode=mode
-    )
+    runner = build_runner(env_handle, log_dir=log_dir, device=device, init=init, mode=mode)
     start = runner.current_learning_iteration
     if start >= max_iterations:  # a resume that is already there
         return TrainResult(start, start, init.path if init is not None else None)
-    save_every = max(1, int(agent_cfg["save_interval"]))
+    save_every = max(1, save_interval)
     runner.attach(log_dir=log_dir, hooks=hooks, save_every=save_every, last=max_iterations)
     stopped = hooks.should_stop()
     if stopped:  # asked to stop before the first iteration: nothing new to save

@@ -1,20 +1,23 @@
-"""Build the environment a task names, as an rsl-rl VecEnv with its agent cfg.
+"""Build the environment a task names, wrapped for a backend, with its agent cfg.
 
 The launcher calls exactly::
 
-    handle = make_env(task, num_envs=16, seed=None, device="cpu", headless=True)
-    handle.env        # rsl-rl VecEnv for the installed rsl-rl version
-    handle.agent_cfg  # dict in that version's schema (max_iterations, seed, save_interval,
-                      # experiment_name included); the launcher may override those keys
-    handle.kind       # "gymnasium" | "isaaclab"
+    handle = make_env(task, backend=backend, num_envs=16, seed=None, device="cpu")
+    handle.env             # the env as the backend's runner takes it
+    handle.agent_cfg       # the backend's agent cfg, in the installed library's schema
+    handle.kind            # "gymnasium" | "isaaclab"
+    handle.max_iterations  # the agent cfg's defaults; the launcher decides what is used
+    handle.save_interval
+    handle.seed            # the seed the env and the agent use
     handle.close()
 
 Which path a task takes:
 
 - a registered gymnasium id (``HalfCheetah-v5``, ``Ant-v5``, ``InvertedPendulum-v5`` ...):
-  :class:`training.envs.gym_vec.GymVecEnv` and the agent cfg from ``training/agents``;
-- anything else when ``isaaclab`` is importable: :mod:`training.envs.isaaclab` (starts the
-  app headless, then the task's registered env and agent cfgs, Isaac Lab's own wrapper);
+  ``backend.make_gym_env`` (our adapter and the agent cfg from ``training/agents``);
+- anything else when ``isaaclab`` is importable: :mod:`training.envs.isaaclab` (the app is
+  already up, see training.app; the task's registered env and agent cfgs, Isaac Lab's own
+  wrapper for the backend);
 - otherwise :class:`TaskError`, one line saying what would work.
 
 ``seed=None`` keeps the agent cfg's seed; either way the env is seeded with the cfg's seed.
@@ -26,7 +29,10 @@ import difflib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from training.backends.base import Backend
 
 EnvKind = Literal["gymnasium", "isaaclab"]
 SUGGESTED_GYM_TASKS = ("HalfCheetah-v5", "Ant-v5", "Hopper-v5", "InvertedPendulum-v5")
@@ -39,8 +45,11 @@ class TaskError(ValueError):
 @dataclass
 class EnvHandle:
     env: Any
-    agent_cfg: dict[str, Any]
+    agent_cfg: Any
     kind: EnvKind
+    max_iterations: int  # the agent cfg's default number of learning iterations
+    save_interval: int  # the agent cfg's default: iterations between checkpoints
+    seed: int
     _close: Callable[[], None]
 
     def close(self) -> None:
@@ -52,20 +61,19 @@ def isaaclab_installed() -> bool:
 
 
 def make_env(
-    task: str, *, num_envs: int, seed: int | None, device: str, headless: bool = True
+    task: str, *, backend: Backend, num_envs: int, seed: int | None, device: str
 ) -> EnvHandle:
     if num_envs < 1:
         raise TaskError(f"num_envs must be at least 1, got {num_envs}")
     import gymnasium
 
     if task in gymnasium.registry:
-        return _make_gym_env(task, num_envs=num_envs, seed=seed, device=device)
+        return backend.make_gym_env(task, num_envs=num_envs, seed=seed, device=device)
     if isaaclab_installed():
         from training.envs.isaaclab import make_isaaclab_env
 
-        return make_isaaclab_env(
-            task, num_envs=num_envs, seed=seed, device=device, headless=headless
-        )
+        return make_isaaclab_env(task, backend=backend, num_envs=num_envs, seed=seed,
+                                 device=device)
     if task.startswith("Isaac"):
         raise TaskError(
             f"{task} is an Isaac Lab task but isaaclab is not installed here: run it in an "
@@ -85,26 +93,21 @@ def _suggestion(task: str, known: list[str]) -> str:
     )
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     return (str(error).strip() or type(error).__name__).splitlines()[0]
 
 
-def _make_gym_env(task: str, *, num_envs: int, seed: int | None, device: str) -> EnvHandle:
+def read_agent_cfg(task: str, seed: int | None, library: str = "") -> dict[str, Any]:
+    """Our agent cfg for a gymnasium task (training/agents[/<library>]), seed applied;
+    TaskError when the payload's YAML is broken."""
     import yaml
 
-    from training.agents import load_agent_cfg
-    from training.backends import rsl_rl_compat
-    from training.envs.gym_vec import GymVecEnv
+    from training.agents import AGENTS_DIR, load_agent_cfg
 
     try:
-        neutral = load_agent_cfg(task)
+        neutral = load_agent_cfg(task, AGENTS_DIR / library if library else AGENTS_DIR)
     except (OSError, ValueError, yaml.YAMLError) as error:  # a broken YAML in the payload
-        raise TaskError(f"cannot read the agent cfg for {task}: {_one_line(error)}") from error
+        raise TaskError(f"cannot read the agent cfg for {task}: {one_line(error)}") from error
     if seed is not None:
         neutral["seed"] = seed
-    try:
-        env = GymVecEnv(task, num_envs=num_envs, seed=neutral["seed"], device=device)
-    except Exception as error:  # a registered id whose env cannot be built (missing extra, ...)
-        raise TaskError(f"cannot build gymnasium task {task}: {_one_line(error)}") from error
-    agent_cfg = rsl_rl_compat.agent_cfg_from_neutral(neutral, experiment_name=task)
-    return EnvHandle(env=env, agent_cfg=agent_cfg, kind="gymnasium", _close=env.close)
+    return neutral
