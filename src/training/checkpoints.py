@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from training.tracking import first_line
+from training.store import Backoff, first_line, retry
 
 CHECKPOINT_FILE = re.compile(r"^model_(\d+)\.pt$")
 FINAL_ARTIFACT_PATH = "checkpoints/final"
@@ -125,35 +125,23 @@ def verify_sidecar_digest(checkpoint: Path) -> None:
 class UploadReport:
     uploaded: list[int] = field(default_factory=list)  # iterations now in the store
     not_uploaded: dict[int, str] = field(default_factory=dict)  # iteration -> local path
+    # iteration -> local path: a request still under way when the wait ended; it may yet
+    # reach the store (a completed upload ends with its sidecar, which auto-resume checks)
+    in_flight: dict[int, str] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)  # iteration -> its last upload error
 
     def summary(self) -> str:
         text = f"{len(self.uploaded)} checkpoint(s) uploaded"
         if self.not_uploaded:
-            missing = ", ".join(f"{path} (iteration {it})"
-                                for it, path in sorted(self.not_uploaded.items()))
-            text += f"; NOT in the store (kept on disk): {missing}"
+            text += "; NOT in the store (kept on disk): " + _listing(self.not_uploaded)
+        if self.in_flight:
+            text += ("; still uploading when the wait ended, may or may not reach the store "
+                     "(kept on disk): " + _listing(self.in_flight))
         return text
 
 
-def retry(action: Callable[[], None], *, attempts: int, backoff_s: float,
-          deadline: float | None = None) -> Exception | None:
-    """Run action until it succeeds; None on success, else the last error.
-    The wait doubles after each failure (backoff_s, 2*backoff_s, ... capped at 30 s)."""
-    last_error: Exception | None = None
-    delay_s = backoff_s
-    for attempt in range(attempts):
-        try:
-            action()
-            return None
-        except Exception as error:  # network and server errors: retried, then reported
-            last_error = error
-        out_of_time = deadline is not None and time.monotonic() + delay_s > deadline
-        if attempt == attempts - 1 or out_of_time:
-            break
-        time.sleep(delay_s)
-        delay_s = min(delay_s * 2, 30.0)
-    return last_error
+def _listing(files: dict[int, str]) -> str:
+    return ", ".join(f"{path} (iteration {it})" for it, path in sorted(files.items()))
 
 
 def upload_checkpoint(client: MlflowClient, run_id: str, path: Path, artifact_path: str) -> None:
@@ -168,34 +156,32 @@ class CheckpointUploader:
     """Uploads each saved checkpoint to `checkpoints/` from a worker thread, newest first.
 
     submit() never blocks training: it records the file under a lock that the worker holds
-    only for bookkeeping, never during a network call. A failed upload is retried while
-    training goes on: after the k-th failure in a row the worker waits
-    min(backoff_s * 2**(k-1), max_backoff_s) before the next try (1, 2, 4, 8, 16, 30, 30 ... s
-    by default; at most 5 s apart once closing), with no limit on the number of tries until
-    close(). A checkpoint that failed `attempts` times in a row lets the other pending ones go
-    first, so one bad file cannot hold back the rest. close() waits at most its timeout and
-    reports exactly which checkpoints did not reach the store.
+    only for bookkeeping, never during a network call. Before each try the worker asks
+    ``ready(iteration)`` (the launcher: are the metrics of the iterations before it handled?);
+    a checkpoint that is not ready waits, so it never reaches the store ahead of them. A failed
+    try is retried while training goes on, with store.Backoff (backoff_s doubling to
+    max_backoff_s; at most 5 s apart once closing) and no limit on the number of tries until
+    close(); the checkpoint that failed most often goes last, so one bad file cannot hold back
+    the rest. close() waits until its deadline and reports exactly where each checkpoint is.
     """
 
     CLOSING_MAX_BACKOFF_S = 5.0  # the store may be back any moment; the deadline is near
 
-    def __init__(self, client: MlflowClient, run_id: str, *, attempts: int = 4,
-                 backoff_s: float = 1.0, max_backoff_s: float = 30.0,
-                 before_upload: Callable[[int], object] | None = None) -> None:
+    def __init__(self, client: MlflowClient, run_id: str, *, backoff_s: float = 1.0,
+                 max_backoff_s: float = 30.0,
+                 ready: Callable[[int], bool] = lambda iteration: True) -> None:
         self._client = client
-        # Called with the iteration before each try, on the worker thread (the launcher
-        # flushes that iteration's metrics first: see MetricLogger.wait_sent_through).
-        self._before_upload = before_upload
         self._run_id = run_id
-        self._attempts = max(1, attempts)
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
+        self._ready = ready
+        self._backoff = Backoff(backoff_s, max_backoff_s)
         self._wake = threading.Condition()  # guards everything below; never held while uploading
         self._pending: dict[int, Path] = {}  # iteration -> file, not in the store yet
-        self._failed_tries: dict[int, int] = {}  # iteration -> failures in a row
+        self._failed_tries: dict[int, int] = {}  # iteration -> failed tries
         self._errors: dict[int, str] = {}  # iteration -> last error, while not uploaded
         self._uploaded: set[int] = set()
-        self._close_by: float | None = None  # set by close(): the worker stops at this time
+        self._in_flight: tuple[int, Path] | None = None
+        self._retry_at = 0.0
+        self._close_by: Callable[[], float] | None = None  # set by close()
         self.failures = 0  # failed tries, for the log
         self.last_error: str | None = None
         self._thread = threading.Thread(target=self._work, name="checkpoint-uploads", daemon=True)
@@ -207,71 +193,71 @@ class CheckpointUploader:
             self._uploaded.discard(iteration)  # a new file for this iteration replaces the old
             self._wake.notify()
 
-    def close(self, timeout_s: float) -> UploadReport:
-        """Let the worker upload what is pending for at most timeout_s, then report."""
+    def close(self, deadline: Callable[[], float]) -> UploadReport:
+        """Let the worker upload what is pending until deadline(), then report."""
         with self._wake:
-            self._close_by = time.monotonic() + max(0.0, timeout_s)
+            self._close_by = deadline
             self._wake.notify()
-        self._thread.join(max(0.0, timeout_s))
+        while self._thread.is_alive() and time.monotonic() < deadline():
+            self._thread.join(min(0.2, max(0.0, deadline() - time.monotonic())))
         with self._wake:
-            return UploadReport(uploaded=sorted(self._uploaded),
-                                not_uploaded={it: str(p) for it, p in self._pending.items()},
-                                errors={it: self._errors[it] for it in self._pending
-                                        if it in self._errors})
+            in_flight = dict([self._in_flight]) if self._in_flight else {}
+            return UploadReport(
+                uploaded=sorted(self._uploaded),
+                not_uploaded={it: str(p) for it, p in self._pending.items() if it not in in_flight},
+                in_flight={it: str(p) for it, p in in_flight.items()},
+                errors={it: self._errors[it] for it in self._pending if it in self._errors})
 
     def _work(self) -> None:
-        failures_in_a_row, last_try_at = 0, 0.0
-        while (job := self._wait_for_job(failures_in_a_row, last_try_at)) is not None:
+        while (job := self._next_job()) is not None:
             error = self._upload(*job)
-            if error is None and failures_in_a_row:
+            if error is None and self._backoff.failures:
                 print(f"checkpoint uploads recovered: {job[1].name} stored after "
-                      f"{failures_in_a_row} failed tries", flush=True)
-            elif error is not None and not failures_in_a_row:
+                      f"{self._backoff.failures} failed tries", flush=True)
+            elif error is not None and not self._backoff.failures:
                 print(f"warning: upload of {job[1].name} failed ({error}); retrying in the "
-                      f"background (waits of {self._backoff_s:g} s doubling to at most "
-                      f"{self._max_backoff_s:g} s) while training goes on", flush=True)
-            failures_in_a_row = 0 if error is None else failures_in_a_row + 1
-            last_try_at = time.monotonic()
+                      f"background (waits of {self._backoff.first_s:g} s doubling to at most "
+                      f"{self._backoff.max_s:g} s) while training goes on", flush=True)
+            with self._wake:
+                if error is None:
+                    self._backoff.succeeded()
+                    self._retry_at = 0.0
+                else:
+                    wait_s = self._backoff.failed()
+                    if self._close_by is not None:
+                        wait_s = min(wait_s, self.CLOSING_MAX_BACKOFF_S)
+                    self._retry_at = time.monotonic() + wait_s
 
-    def _wait_for_job(self, failures_in_a_row: int, last_try_at: float) -> tuple[int, Path] | None:
-        """The next checkpoint to try, once its backoff has passed; None when closed (nothing
+    def _next_job(self) -> tuple[int, Path] | None:
+        """The next checkpoint to try once the backoff has passed; None when closed (nothing
         pending, or the close deadline passed)."""
         with self._wake:
             while True:
                 now = time.monotonic()
-                if self._close_by is not None and (not self._pending or now >= self._close_by):
+                close_by = self._close_by() if self._close_by is not None else None
+                if close_by is not None and (not self._pending or now >= close_by):
                     return None
-                retry_at = last_try_at + self._retry_wait(failures_in_a_row)
-                if self._pending and now >= retry_at:
-                    return self._newest_due()
-                wake_times = [t for t in (retry_at if self._pending else None, self._close_by)
-                              if t is not None]
-                self._wake.wait(min(wake_times) - now if wake_times else None)
-
-    def _retry_wait(self, failures_in_a_row: int) -> float:
-        if failures_in_a_row == 0:
-            return 0.0
-        cap = self._max_backoff_s
-        if self._close_by is not None:
-            cap = min(cap, self.CLOSING_MAX_BACKOFF_S)
-        return min(self._backoff_s * 2 ** (failures_in_a_row - 1), cap)
-
-    def _newest_due(self) -> tuple[int, Path]:
-        """The newest pending checkpoint, after those that failed fewer rounds of `attempts`."""
-        iteration = min(self._pending,
-                        key=lambda it: (self._failed_tries.get(it, 0) // self._attempts, -it))
-        return iteration, self._pending[iteration]
+                if self._pending and now >= self._retry_at:
+                    iteration = min(self._pending,
+                                    key=lambda it: (self._failed_tries.get(it, 0), -it))
+                    self._in_flight = (iteration, self._pending[iteration])
+                    return self._in_flight
+                wake_at = [t for t in (self._retry_at if self._pending else None, close_by)
+                           if t is not None]
+                self._wake.wait(min(0.5, min(wake_at) - now) if wake_at else 0.5)
 
     def _upload(self, iteration: int, path: Path) -> str | None:
-        """One try; None on success, else the error's first line."""
+        """One try; None on success, else why not."""
         try:
-            if self._before_upload is not None:
-                self._before_upload(iteration)
-            upload_checkpoint(self._client, self._run_id, path, "checkpoints")
-            error = None
+            if not self._ready(iteration):
+                error = "waiting for the metrics of the iterations before it"
+            else:
+                upload_checkpoint(self._client, self._run_id, path, "checkpoints")
+                error = None
         except Exception as exception:  # network and server errors: retried after a backoff
             error = first_line(exception)
         with self._wake:
+            self._in_flight = None
             if error is None:
                 if self._pending.get(iteration) == path:
                     del self._pending[iteration]
@@ -294,10 +280,11 @@ def write_manifest(path: Path, **fields: object) -> Path:
 
 
 def upload_final(client: MlflowClient, run_id: str, checkpoint: Path, manifest: Path,
-                 timeout_s: float) -> Exception | None:
-    """checkpoint + checkpoint.json to checkpoints/final; None on success, else the error."""
+                 deadline: Callable[[], float]) -> None:
+    """checkpoint + checkpoint.json to checkpoints/final, retried while the store does not
+    answer until deadline(); raises the last error (a refusal at once)."""
     def action() -> None:
         upload_checkpoint(client, run_id, checkpoint, FINAL_ARTIFACT_PATH)
         client.log_artifact(run_id, str(manifest), FINAL_ARTIFACT_PATH)
 
-    return retry(action, attempts=8, backoff_s=1.0, deadline=time.monotonic() + timeout_s)
+    retry(action, deadline=deadline, only_unreachable=True)

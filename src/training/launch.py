@@ -1,35 +1,44 @@
-"""python -m training.launch: train one task with RSL-RL, tracked in MLflow.
+"""python -m training.launch: train one task, tracked in MLflow, and exit with a code that
+tells the truth.
 
-The flow, one module per step: config (flags + environment) -> stop (SIGTERM/SIGINT handlers)
--> deps (install what is missing, before any heavy import) -> smoke (optional checks) ->
-tracking (where to log) -> resume (an earlier attempt of this workflow to continue) ->
-checkpoints (fetch the starting checkpoint) -> envs (the task) -> backends.rsl_rl (train,
-calling our hooks for metrics, uploads and stop requests) -> checkpoints (final upload) ->
-registry (optional) -> exit code.
+The steps, one module each:
 
-Exit codes (README): 0 trained or nothing left to do, 2 bad input, 3 missing dependency,
-4 smoke test failed, 5 training failed, 6 registration failed, 7 checkpoint unusable,
-75 retryable (stopped by a signal after saving, or the store unreachable for auto-resume).
+1. config: flags + environment -> RunConfig (stdlib only);
+2. stop: our SIGTERM/SIGINT handlers, for the whole run;
+3. deps: install what is missing, before any heavy import;
+4. app: the Isaac Sim app, inside an Isaac Lab image (it re-installs our handlers);
+5. smoke: optional checks; tracking: where to log;
+6. resume: an earlier attempt of this workflow to continue; checkpoints: the one to start from;
+7. envs: the task, wrapped for the backend chosen by name (backends);
+8. session: one MLflow run around training: metrics and uploads while the backend trains,
+   the final checkpoint, registration; it ends the run on every path;
+9. app.exit: the process ends with the launcher's code, whatever Isaac Sim would do.
+
+Every error a user can cause maps to its exit code in one table, :data:`EXIT_CODES` (README):
+0 trained or nothing left to do, 2 bad input, 3 missing dependency, 4 smoke test failed,
+5 training failed or the store refused, 6 registration failed, 7 checkpoint unusable,
+75 retryable (stopped by a signal, or the store did not answer).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
-import time
 import traceback
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from training.app import NO_APP, App, start_app
 from training.config import ConfigError, RunConfig, parse_config
 from training.deps import MissingDependencyError, ensure_dependencies
 from training.stop import GracefulStop, StopRequested
 
 if TYPE_CHECKING:
-    from training.backends.base import Checkpoint
+    from training.backends.base import Backend, Checkpoint
     from training.resume import ResumePoint
 
 EXIT_OK = 0
@@ -40,13 +49,6 @@ EXIT_TRAINING_FAILED = 5
 EXIT_REGISTRATION_FAILED = 6
 EXIT_CHECKPOINT_UNUSABLE = 7
 EXIT_RETRYABLE = 75  # EX_TEMPFAIL: the workflow template reschedules the task
-
-REGISTERED_TAG = "registered_model"  # "<model>/<version>", once the final is registered
-
-# How long the end of a run waits for metrics (for uploads: config.upload_timeout_s).
-METRICS_FLUSH_TIMEOUT_S = 60.0
-# How long a checkpoint upload waits for the metrics of the iterations before it.
-METRICS_BEFORE_CHECKPOINT_S = 10.0
 
 # MLflow's HTTP client retries a refused request for minutes by default; our upload and metric
 # threads retry with their own backoff, so each single request should fail fast instead.
@@ -59,121 +61,147 @@ MLFLOW_HTTP_DEFAULTS = {
 }
 
 
+class SmokeFailed(Exception):
+    """The smoke test failed (exit 4); nothing was trained."""
+
+
+def exit_code_for(error: BaseException) -> int | None:
+    """The README's exit code for an error a user can cause; None for a bug (exit 5 with its
+    traceback). The one place that maps errors to codes."""
+    from training.backends.base import CheckpointError
+    from training.checkpoints import CheckpointUnavailable
+    from training.envs import TaskError
+    from training.registry import RegistrationError
+    from training.session import TrainingFailed
+    from training.store import StoreFailure
+    from training.tracking import TrackingError
+
+    if isinstance(error, StoreFailure):
+        return error.exit_code
+    codes: tuple[tuple[type[BaseException], int], ...] = (
+        (ConfigError, EXIT_BAD_INPUT), (TaskError, EXIT_BAD_INPUT),
+        (MissingDependencyError, EXIT_MISSING_DEPENDENCY), (SmokeFailed, EXIT_SMOKE_FAILED),
+        (TrackingError, EXIT_TRAINING_FAILED), (TrainingFailed, EXIT_TRAINING_FAILED),
+        (RegistrationError, EXIT_REGISTRATION_FAILED),
+        (CheckpointUnavailable, EXIT_CHECKPOINT_UNUSABLE),
+        (CheckpointError, EXIT_CHECKPOINT_UNUSABLE),
+    )
+    return next((code for kind, code in codes if isinstance(error, kind)), None)
+
+
 def fail(code: int, message: str) -> int:
     print(f"error: {message}", file=sys.stderr, flush=True)
     return code
 
 
-def fail_on_store(error: BaseException, message: str) -> int:
-    """A tracking-store failure: 75 (retryable) when the store did not answer, which the
-    task's next attempt may not meet; 5 when it answered with a refusal."""
-    from training.tracking import store_unreachable
-
-    if store_unreachable(error):
-        return fail(EXIT_RETRYABLE, f"{message}; the store did not answer: exiting 75 "
-                    "(retryable)")
-    return fail(EXIT_TRAINING_FAILED, message)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    code, app = launch(sys.argv[1:] if argv is None else argv)
+    return app.exit(code)  # last: with an Isaac Sim app it ends the process with `code`
+
+
+def launch(argv: Sequence[str]) -> tuple[int, App]:
+    """Everything but the final exit: (exit code, the app to close last)."""
     try:
-        config = parse_config(sys.argv[1:] if argv is None else argv, os.environ)
+        config = parse_config(argv, os.environ)
     except ConfigError as error:
-        return fail(EXIT_BAD_INPUT, str(error))
+        return fail(EXIT_BAD_INPUT, str(error)), NO_APP
     except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
-        return int(exit_request.code or 0)
+        return int(exit_request.code or 0), NO_APP
     stop = GracefulStop(config.stop_grace_s, exit_code=EXIT_RETRYABLE).install()
-    try:
-        return prepare_and_run(config, stop)
-    except StopRequested:  # a signal before training started: nothing to save
-        _end_active_run_killed()
-        print("stopped before training started; exiting 75 (retryable)", flush=True)
-        return EXIT_RETRYABLE
-
-
-def prepare_and_run(config: RunConfig, stop: GracefulStop) -> int:
+    app = NO_APP
+    download_dir = config.output_dir / "downloads" / uuid.uuid4().hex  # this launch's own
     try:
         installed = ensure_dependencies(os.environ, azure=config.azure_workspace is not None)
-    except MissingDependencyError as error:
-        return fail(EXIT_MISSING_DEPENDENCY, str(error))
-    if installed:
-        print(f"installed missing packages: {' '.join(installed)}", flush=True)
-    for name, value in MLFLOW_HTTP_DEFAULTS.items():
-        os.environ.setdefault(name, value)
-    try:
-        return run(config, stop)
-    except Exception as error:  # not a user error: show where, but still exit by the README
-        traceback.print_exc()
-        return fail(EXIT_TRAINING_FAILED, f"{type(error).__name__}: {error}")
+        if installed:
+            print(f"installed missing packages: {' '.join(installed)}", flush=True)
+        for name, value in MLFLOW_HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        app = start_app(config, reinstall_signals=stop.install)
+        return run(config, stop, download_dir), app
+    except StopRequested:  # a signal before training started: nothing to save
+        print("stopped before training started; exiting 75 (retryable)", flush=True)
+        return EXIT_RETRYABLE, app
+    except Exception as error:
+        code = exit_code_for(error)
+        if code is None:  # not a user error: show where, but still exit by the README
+            traceback.print_exc()
+            return fail(EXIT_TRAINING_FAILED, f"{type(error).__name__}: {error}"), app
+        return fail(code, str(error)), app
+    finally:
+        shutil.rmtree(download_dir, ignore_errors=True)  # checkpoints fetched to start from
 
 
-def run(config: RunConfig, stop: GracefulStop) -> int:
-    """Everything after the dependency check; heavy imports start here."""
-    from training import resume
+def run(config: RunConfig, stop: GracefulStop, download_dir: Path) -> int:
+    """Steps 5 to 8; heavy imports start here."""
     from training.backends import load_backend
-    from training.backends.base import CheckpointError
-    from training.checkpoints import CheckpointUnavailable, fetch_checkpoint
-    from training.envs import TaskError, make_env
-    from training.smoke import format_table, run_smoke_test
-    from training.tracking import TrackingError, resolve_tracking_target, use_tracking_target
-
-    if config.run_smoke_test:
-        passed, results = run_smoke_test(config)
-        print(format_table(results), flush=True)
-        if not passed:
-            return fail(EXIT_SMOKE_FAILED, "smoke test failed; not training")
-    try:
-        target = resolve_tracking_target(config)
-    except TrackingError as error:
-        return fail(EXIT_TRAINING_FAILED, str(error))
-    use_tracking_target(target)
-    print(f"tracking: {target.uri} (from {target.source})", flush=True)
+    from training.envs import make_env
+    from training.session import TrackedRun, finish_earlier_run
+    from training.tracking import connect
 
     backend = load_backend(config.backend)
-    resumed = None  # an earlier attempt of this workflow, continued in its own run
-    workflow_id = resume.workflow_to_resume(config)
-    if workflow_id is not None:
-        try:
-            resumed = resume.find_resume_point(config, workflow_id, backend.inspect_checkpoint)
-        except resume.StoreUnreachable as error:
-            return fail(EXIT_RETRYABLE, str(error))
-        except resume.StoreRefused as error:
-            return fail(EXIT_TRAINING_FAILED, f"auto-resume: the tracking store at {target.uri} "
-                        f"refused the look-up of workflow {workflow_id}: {error}")
-
-    init = None
-    if resumed is not None and resumed.checkpoint is not None:
-        config, init = resume.continue_from(config, resumed), resumed.checkpoint
-    elif config.checkpoint_mode == "from-scratch" and config.checkpoint_uri:
-        print(f"warning: checkpoint mode from-scratch: ignoring checkpoint {config.checkpoint_uri}",
-              file=sys.stderr, flush=True)
-    elif config.uses_checkpoint:
-        assert config.checkpoint_uri is not None  # parse_config guarantees it
-        download_dir = config.output_dir / "downloads" / uuid.uuid4().hex
-        try:
-            init = backend.inspect_checkpoint(fetch_checkpoint(config.checkpoint_uri, download_dir))
-        except (CheckpointUnavailable, CheckpointError) as error:
-            return fail(EXIT_CHECKPOINT_UNUSABLE, str(error))
-        print(f"{config.checkpoint_mode} from {config.checkpoint_uri}: {init.path.name}, "
-              f"iteration {init.iteration}, format {init.format}", flush=True)
-
+    if config.run_smoke_test:
+        smoke_test(config)
+    target = connect(config)
+    resumed, config, init = starting_point(config, backend, download_dir)
     if nothing_left_to_do(config, init, config.max_iterations):  # before a slow env start
-        return finish_completed_run(config, resumed)
+        return finish_earlier_run(config, backend, resumed) if continued(resumed) else EXIT_OK
     device = config.device or _default_device()
-    try:
-        env_handle = make_env(config.task, backend=backend, num_envs=config.num_envs,
-                              seed=config.seed, device=device)
-    except TaskError as error:
-        return fail(EXIT_BAD_INPUT, str(error))
+    env_handle = make_env(config.task, backend=backend, num_envs=config.num_envs,
+                          seed=config.seed, device=device)
     try:
         max_iterations = config.max_iterations or env_handle.max_iterations
-        save_interval = config.save_interval or env_handle.save_interval
         if nothing_left_to_do(config, init, max_iterations):  # the task's default count
-            return finish_completed_run(config, resumed)
-        return train_tracked(config, target, backend, env_handle, max_iterations, save_interval,
-                             init, device, resumed, stop)
+            return (finish_earlier_run(config, backend, resumed) if continued(resumed)
+                    else EXIT_OK)
+        save_interval = config.save_interval or env_handle.save_interval
+        settings = run_settings(config, env_handle, max_iterations, save_interval,
+                                backend.versions())
+        with TrackedRun(config, backend, stop, env_handle, device=device,
+                        max_iterations=max_iterations, save_interval=save_interval,
+                        settings=settings, resumed=resumed, target=target) as tracked:
+            return tracked.finish(tracked.train(init), init)
     finally:
         env_handle.close()
+
+
+def smoke_test(config: RunConfig) -> None:
+    from training.smoke import format_table, run_smoke_test
+
+    passed, results = run_smoke_test(config)
+    print(format_table(results), flush=True)
+    if not passed:
+        raise SmokeFailed("smoke test failed; not training")
+
+
+def starting_point(config: RunConfig, backend: Backend, download_dir: Path
+                   ) -> tuple[ResumePoint | None, RunConfig, Checkpoint | None]:
+    """(an earlier attempt to continue, the config to train with, the checkpoint to start
+    from): auto-resume wins over the requested checkpoint mode."""
+    from training import resume
+    from training.checkpoints import fetch_checkpoint
+
+    workflow_id = resume.workflow_to_resume(config)
+    resumed = None
+    if workflow_id is not None:
+        resumed = resume.find_resume_point(config, workflow_id, download_dir,
+                                           backend.inspect_checkpoint)
+    if resumed is not None and resumed.checkpoint is not None:
+        return resumed, resume.continue_from(config, resumed), resumed.checkpoint
+    if config.checkpoint_mode == "from-scratch" and config.checkpoint_uri:
+        print(f"warning: checkpoint mode from-scratch: ignoring checkpoint {config.checkpoint_uri}",
+              file=sys.stderr, flush=True)
+    if not config.uses_checkpoint:
+        return resumed, config, None
+    assert config.checkpoint_uri is not None  # parse_config guarantees it
+    init = backend.inspect_checkpoint(fetch_checkpoint(config.checkpoint_uri, download_dir))
+    print(f"{config.checkpoint_mode} from {config.checkpoint_uri}: {init.path.name}, "
+          f"iteration {init.iteration}, format {init.format}", flush=True)
+    return resumed, config, init
+
+
+def continued(resumed: ResumePoint | None) -> bool:
+    """Whether this attempt continues an earlier attempt's checkpoint (see starting_point)."""
+    return resumed is not None and resumed.checkpoint is not None
 
 
 def nothing_left_to_do(config: RunConfig, init: Checkpoint | None,
@@ -188,192 +216,6 @@ def nothing_left_to_do(config: RunConfig, init: Checkpoint | None,
     return True
 
 
-def train_tracked(config: RunConfig, target: Any, backend: Any, env_handle: Any,
-                  max_iterations: int, save_interval: int, init: Checkpoint | None, device: str,
-                  resumed: ResumePoint | None, stop: GracefulStop) -> int:
-    """One MLflow run around backend training (a new one, or the earlier attempt's when
-    resumed); it ends FINISHED only when everything did, KILLED when a signal stopped it."""
-    from mlflow import MlflowClient
-
-    from training import checkpoints, tracking
-    from training.backends.base import CheckpointError, TrainHooks
-    from training.resume import ATTEMPTS_TAG
-
-    client = MlflowClient()
-    settings = run_settings(config, env_handle, max_iterations, save_interval, backend.versions())
-    tags = settings | {ATTEMPTS_TAG: str(resumed.attempt if resumed is not None else 1)}
-    try:
-        experiment_id = tracking.experiment_id_for(config.experiment_name, target)
-        run_id = tracking.start_run(config, experiment_id, tags=tags,
-                                    continue_run_id=resumed.run_id if resumed else None)
-    except Exception as error:  # unreachable server, no permission, ...: nothing was started
-        return fail_on_store(error, f"cannot start an MLflow run in experiment "
-                             f"{config.experiment_name!r} at {target.uri}: "
-                             f"{tracking.first_line(error)}")
-    succeeded = False
-    try:
-        tracking.log_params_once(client, run_id, settings)
-        log_dir = tracking.log_dir_for(config, run_id)
-        print(f"run {run_id}: {config.task}, {settings['num_envs']} envs, {config.checkpoint_mode}"
-              f", up to iteration {max_iterations}, logs in {log_dir}", flush=True)
-        metrics = tracking.MetricLogger(client, run_id)
-        # model_<N>.pt goes to the store only after the metrics of steps < N (bounded wait):
-        # a run killed once a checkpoint is stored resumes with no metric gap before it.
-        uploader = checkpoints.CheckpointUploader(
-            client, run_id, before_upload=lambda iteration: metrics.wait_sent_through(
-                iteration - 1, METRICS_BEFORE_CHECKPOINT_S))
-        progress = ProgressPrinter(max_iterations)
-
-        def on_iteration(iteration: int, values: dict[str, float]) -> None:
-            metrics.log(iteration, values)
-            progress.show(iteration, values)
-
-        hooks = TrainHooks(on_iteration=on_iteration, on_checkpoint=uploader.submit,
-                           should_stop=stop.should_stop)
-        try:
-            with stop.training():
-                result = backend.train(env_handle, log_dir=log_dir, device=device,
-                                       max_iterations=max_iterations,
-                                       save_interval=save_interval, init=init,
-                                       mode=config.checkpoint_mode, hooks=hooks)
-        except CheckpointError as error:
-            uploader.close(0)
-            metrics.close(METRICS_FLUSH_TIMEOUT_S)
-            return fail(EXIT_CHECKPOINT_UNUSABLE, str(error))
-        except Exception as error:
-            traceback.print_exc()
-            uploader.close(config.upload_timeout_s)  # keep what was saved before the crash
-            metrics.close(METRICS_FLUSH_TIMEOUT_S)
-            return fail(EXIT_TRAINING_FAILED, f"training failed: {tracking.first_line(error)}")
-        if result.stopped_early:
-            resumed_from = resumed.checkpoint if resumed is not None else None
-            return stop.finish_after_save(uploader, metrics, result, resumed_from)
-
-        # The final upload waits for the queue: checkpoints/final must not race its own file.
-        upload_report = uploader.close(config.upload_timeout_s)
-        final = checkpoints.highest_iteration_checkpoint(log_dir) or result.final_checkpoint
-        if final is None:
-            metrics.close(METRICS_FLUSH_TIMEOUT_S)
-            return fail(EXIT_TRAINING_FAILED, "training wrote no checkpoint")
-        final_info = backend.inspect_checkpoint(final)
-        final_error = store_final(client, config, backend, run_id, final_info,
-                                  from_checkpoint=init)
-        lost_metrics = metrics.close(METRICS_FLUSH_TIMEOUT_S)
-        print(f"training done at iteration {result.final_iteration}; "
-              f"{upload_report.summary()}", flush=True)
-        if lost_metrics:
-            print(f"warning: {lost_metrics} metric values could not be logged "
-                  f"({metrics.last_error})", flush=True)
-        if final_error is not None:
-            # Retryable when the store did not answer: on a cluster the file goes with the
-            # pod, and a rescheduled attempt resumes from the last stored checkpoint.
-            return fail_on_store(final_error, f"the final checkpoint could not be stored "
-                                 f"({tracking.first_line(final_error)}); it is kept at {final}")
-        announce_resume_uri(client, run_id)
-        if config.register_checkpoint:
-            exit_code = register_final(client, config, run_id, settings, final_info)
-            if exit_code != EXIT_OK:
-                return exit_code
-        succeeded = True
-        return EXIT_OK
-    finally:
-        status = "FINISHED" if succeeded else "KILLED" if stop.requested else "FAILED"
-        if not tracking.end_run(run_id, status):
-            print(f"warning: could not mark run {run_id} as ended in MLflow", file=sys.stderr,
-                  flush=True)
-
-
-def finish_completed_run(config: RunConfig, resumed: ResumePoint | None) -> int:
-    """Nothing left to train. A continued run (its process died after the last iteration, or a
-    finished task was rescheduled) still gets what a finished run has: checkpoints/final, the
-    registration asked for, and status FINISHED (FAILED if registration fails)."""
-    if resumed is None or resumed.checkpoint is None:
-        return EXIT_OK
-    from mlflow import MlflowClient
-
-    from training.backends import load_backend
-    from training.checkpoints import FINAL_ARTIFACT_PATH
-    from training.resume import ATTEMPTS_TAG
-    from training.tracking import first_line
-
-    client, run_id, final = MlflowClient(), resumed.run_id, resumed.checkpoint
-    try:
-        client.set_tag(run_id, ATTEMPTS_TAG, str(resumed.attempt))
-        if not client.list_artifacts(run_id, FINAL_ARTIFACT_PATH):
-            error = store_final(client, config, load_backend(config.backend), run_id, final,
-                                from_checkpoint=final)
-            if error is not None:
-                raise error
-            print(f"the earlier attempt had not stored {FINAL_ARTIFACT_PATH}: stored "
-                  f"{final.path.name} there", flush=True)
-        run = client.get_run(run_id)
-        announce_resume_uri(client, run_id)
-        exit_code = EXIT_OK
-        if config.register_checkpoint and REGISTERED_TAG not in run.data.tags:
-            exit_code = register_final(client, config, run_id, run.data.tags, final)
-        status = "FINISHED" if exit_code == EXIT_OK else "FAILED"
-        if run.info.status != status:
-            client.set_terminated(run_id, status)
-    except Exception as error:  # the store went away: the next attempt finishes the run
-        return fail(EXIT_RETRYABLE, f"cannot finish run {run_id}: {first_line(error)}")
-    return exit_code
-
-
-def register_final(client: Any, config: RunConfig, run_id: str, run_tags: Mapping[str, str],
-                   final: Checkpoint) -> int:
-    """checkpoints/final as the next version of model config.register_checkpoint; the exit
-    code (6 when the registry refuses)."""
-    from training import registry
-    from training.checkpoints import resume_uri, sha256_of
-
-    assert config.register_checkpoint is not None
-    tags = {key: run_tags.get(key, "") for key in
-            ("task", "backend", "checkpoint_mode", "workflow_id")}
-    tags |= {"iteration": str(final.iteration), "sha256": sha256_of(final.path)}
-    try:
-        version = registry.register_final_checkpoint(config.register_checkpoint, run_id, tags)
-    except registry.RegistrationError as error:
-        return fail(EXIT_REGISTRATION_FAILED,
-                    f"{error}; the checkpoint is kept at {resume_uri(run_id)}")
-    client.set_tag(run_id, REGISTERED_TAG, f"{config.register_checkpoint}/{version}")
-    print(f"registered {resume_uri(run_id)} as model {config.register_checkpoint!r} version "
-          f"{version}", flush=True)
-    return EXIT_OK
-
-
-def store_final(client: Any, config: RunConfig, backend: Any, run_id: str, final: Checkpoint,
-                from_checkpoint: Checkpoint | None) -> Exception | None:
-    """checkpoint.json next to the final checkpoint, both to checkpoints/final; None on
-    success, else the last error."""
-    from training import checkpoints
-
-    manifest = checkpoints.write_manifest(
-        final.path,
-        file=final.path.name,
-        iteration=final.iteration,
-        format=final.format,
-        sha256=checkpoints.sha256_of(final.path),
-        task=config.task,
-        backend=config.backend,
-        **backend.versions(),
-        checkpoint_mode=config.checkpoint_mode,
-        source_checkpoint_uri=config.checkpoint_uri if from_checkpoint is not None else None,
-        run_id=run_id,
-        workflow_id=config.workflow_id,
-    )
-    return checkpoints.upload_final(client, run_id, final.path, manifest, config.upload_timeout_s)
-
-
-def announce_resume_uri(client: Any, run_id: str) -> None:
-    """Tag the run with the URI to resume it from, and print the closing lines."""
-    from training.checkpoints import resume_uri
-
-    uri = resume_uri(run_id)
-    client.set_tag(run_id, "resume_uri", uri)
-    print(f"run id: {run_id}\nresume with: --checkpoint-uri {uri} --checkpoint-mode resume",
-          flush=True)
-
-
 def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_interval: int,
                  versions: Mapping[str, str]) -> dict[str, str]:
     """What a run is: logged both as params (searchable) and tags (the later auto-resume by
@@ -386,7 +228,8 @@ def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_i
         "seed": str(env_handle.seed),
         "backend": config.backend,
         **versions,
-        "env_kind": str(getattr(env_handle, "kind", "")),
+        **runtime_versions(),
+        "env_kind": str(env_handle.kind),
         "checkpoint_mode": config.checkpoint_mode,
         "checkpoint_uri": config.checkpoint_uri if config.uses_checkpoint else "",
         "payload_sha256": config.payload_sha256 or "",
@@ -395,46 +238,22 @@ def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_i
     }
 
 
-class ProgressPrinter:
-    """One console line per iteration: `it 12/150 | reward 123.4 | 15,234 steps/s | ETA 0:00:31`.
-    The ETA comes from the wall time of the iterations seen so far in this process."""
+def runtime_versions() -> dict[str, str]:
+    """Python, and Isaac Lab / Isaac Sim where installed, for the run's record."""
+    import importlib.metadata
+    import platform
 
-    def __init__(self, max_iterations: int) -> None:
-        self._max_iterations = max_iterations
-        self._first: tuple[int, float] | None = None
-
-    def show(self, iteration: int, values: Mapping[str, float]) -> None:
-        now = time.monotonic()
-        done = iteration + 1  # iteration is the index of the one just finished
-        if self._first is None:
-            self._first = (iteration, now)
-        parts = [f"it {done}/{self._max_iterations}"]
-        if "Train/mean_reward" in values:
-            parts.append(f"reward {float(values['Train/mean_reward']):.1f}")
-        if "Perf/total_fps" in values:
-            parts.append(f"{float(values['Perf/total_fps']):,.0f} steps/s")
-        first_iteration, first_time = self._first
-        if iteration > first_iteration:
-            per_iteration = (now - first_time) / (iteration - first_iteration)
-            remaining = max(0, self._max_iterations - done) * per_iteration
-            parts.append(f"ETA {timedelta(seconds=round(remaining))}")
-        print(" | ".join(parts), flush=True)
-
-
-def _end_active_run_killed() -> None:
-    """A signal during MLflow's start_run may leave it active: end it KILLED, not FINISHED
-    (MLflow's exit hook would), so the run reads as interrupted; the next attempt resumes it."""
-    mlflow = sys.modules.get("mlflow")
-    if mlflow is not None and mlflow.active_run() is not None:
-        with contextlib.suppress(Exception):
-            mlflow.end_run(status="KILLED")
+    found = {"python_version": platform.python_version()}
+    for distribution in ("isaaclab", "isaacsim"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[f"{distribution}_version"] = importlib.metadata.version(distribution)
+    return found
 
 
 def _default_device() -> str:
     import torch
 
     return "cuda:0" if torch.cuda.is_available() else "cpu"
-
 
 
 if __name__ == "__main__":

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
@@ -35,20 +33,10 @@ from mlflow.entities import ViewType
 from training.backends.base import Checkpoint, CheckpointError
 from training.checkpoints import CHECKPOINT_FILE, recorded_sha256, sha256_of, sidecar_of
 from training.config import RunConfig
-from training.tracking import first_line, store_unreachable
+from training.store import Backoff, StoreFailure, first_line, retry, unreachable, within
 
 ATTEMPTS_TAG = "attempts"
 LOOKUP_MAX_WAIT_S = 10.0  # longest wait between two look-up tries while the store is down
-
-T = TypeVar("T")
-
-
-class StoreUnreachable(Exception):
-    """The tracking store did not answer the look-up (exit 75: retry the task later)."""
-
-
-class StoreRefused(Exception):
-    """The tracking store answered the look-up with an error (exit 5: a retry would not help)."""
 
 
 @dataclass(frozen=True)
@@ -76,29 +64,30 @@ def workflow_to_resume(config: RunConfig) -> str | None:
     return config.workflow_id
 
 
-def find_resume_point(config: RunConfig, workflow_id: str,
+def find_resume_point(config: RunConfig, workflow_id: str, download_dir: Path,
                       inspect: Callable[[Path], Checkpoint]) -> ResumePoint | None:
     """The run (and checkpoint) of an earlier attempt to continue; None when there is none.
-    Raises StoreUnreachable when the store stays unreachable for the look-up timeout, and
-    StoreRefused at once when it answers with an error."""
+    Raises StoreFailure: retryable (75) when the store stays unreachable for the look-up
+    timeout, at once (5) when it answers with an error."""
     client = MlflowClient()
-    download_root = config.output_dir / "downloads" / "auto-resume" / uuid.uuid4().hex
-    deadline = time.monotonic() + config.resume_lookup_timeout_s
-    wait_s = 1.0
-    while True:
-        try:
-            return _look_up(client, config.experiment_name, workflow_id, download_root, inspect)
-        except StoreUnreachable as error:
-            if time.monotonic() + wait_s > deadline:
-                raise StoreUnreachable(
-                    f"auto-resume: the tracking store did not answer for "
-                    f"{config.resume_lookup_timeout_s:g} s ({error}); not starting a second run "
-                    f"of workflow {workflow_id}: exiting 75 so that the task is retried"
-                ) from error
-            print(f"auto-resume: the tracking store does not answer ({error}); trying again "
-                  f"in {wait_s:g} s", flush=True)
-            time.sleep(wait_s)
-            wait_s = min(wait_s * 2, LOOKUP_MAX_WAIT_S)
+
+    def say_retrying(error: BaseException, wait_s: float) -> None:
+        print(f"auto-resume: the tracking store does not answer ({first_line(error)}); trying "
+              f"again in {wait_s:g} s", flush=True)
+
+    try:
+        return retry(lambda: _look_up(client, config.experiment_name, workflow_id,
+                                      download_dir / "auto-resume", inspect),
+                     deadline=within(config.resume_lookup_timeout_s),
+                     backoff=Backoff(1.0, LOOKUP_MAX_WAIT_S), only_unreachable=True,
+                     on_retry=say_retrying)
+    except Exception as error:  # MLflow raises many types
+        if unreachable(error):
+            what = (f"the tracking store did not answer for {config.resume_lookup_timeout_s:g} s"
+                    f"; not starting a second run of workflow {workflow_id}")
+        else:
+            what = f"the tracking store refused the look-up of workflow {workflow_id}"
+        raise StoreFailure(f"auto-resume: {what}", error) from error
 
 
 def continue_from(config: RunConfig, point: ResumePoint) -> RunConfig:
@@ -113,12 +102,13 @@ def continue_from(config: RunConfig, point: ResumePoint) -> RunConfig:
 
 def _look_up(client: MlflowClient, experiment_name: str, workflow_id: str, download_root: Path,
              inspect: Callable[[Path], Checkpoint]) -> ResumePoint | None:
-    experiment = _ask(client.get_experiment_by_name, experiment_name)
+    experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return None
-    runs = _ask(client.search_runs, [experiment.experiment_id],
-                filter_string=f"tags.workflow_id = {_quoted(workflow_id)}",
-                run_view_type=ViewType.ACTIVE_ONLY, order_by=["attributes.start_time DESC"])
+    runs = client.search_runs([experiment.experiment_id],
+                              filter_string=f"tags.workflow_id = {_quoted(workflow_id)}",
+                              run_view_type=ViewType.ACTIVE_ONLY,
+                              order_by=["attributes.start_time DESC"])
     if not runs:
         return None
     candidates = [(run, iteration, verifiable) for run in runs
@@ -142,7 +132,7 @@ def _look_up(client: MlflowClient, experiment_name: str, workflow_id: str, downl
 
 def _stored_checkpoints(client: MlflowClient, run_id: str) -> list[tuple[int, bool]]:
     """(iteration, has a sidecar) of each checkpoints/model_<N>.pt, highest N first."""
-    names = {Path(f.path).name for f in _ask(client.list_artifacts, run_id, "checkpoints")
+    names = {Path(f.path).name for f in client.list_artifacts(run_id, "checkpoints")
              if not f.is_dir}
     found = [(int(match.group(1)), sidecar_of(Path(name)).name in names)
              for name in names if (match := CHECKPOINT_FILE.match(name))]
@@ -158,7 +148,7 @@ def _fetch_and_check(client: MlflowClient, run_id: str, iteration: int, download
         local = Path(client.download_artifacts(run_id, name, str(folder)))
         client.download_artifacts(run_id, name + ".sha256", str(folder))
     except Exception as error:  # MLflow raises many types
-        _ask(client.get_run, run_id)  # the store itself gone: StoreUnreachable, look up again
+        client.get_run(run_id)  # the store itself gone: this raises, and the look-up retries
         reason = f"download failed: {first_line(error)}"
     else:
         checked = _check(local, iteration, inspect)
@@ -186,17 +176,6 @@ def _check(local: Path, iteration: int,
 def _attempt(run: Any) -> int:
     earlier = run.data.tags.get(ATTEMPTS_TAG, "1")
     return (int(earlier) if earlier.isdigit() else 1) + 1
-
-
-def _ask(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """A call to the store: StoreUnreachable when it did not answer (ask again later),
-    StoreRefused when it answered with an error (no permission, not an MLflow server)."""
-    try:
-        return call(*args, **kwargs)
-    except Exception as error:  # MLflow raises many types
-        if store_unreachable(error):
-            raise StoreUnreachable(first_line(error)) from error
-        raise StoreRefused(first_line(error)) from error
 
 
 def _quoted(value: str) -> str:

@@ -3,18 +3,26 @@ grace period: 30 s by default).
 
 What the first signal does depends on how far the launcher got:
 
-- starting (dependencies, tracking, auto-resume look-up, environment, MLflow run): nothing is
-  trained, so nothing to save: the handler raises :class:`StopRequested` where the main thread
-  is; it unwinds (closing what was opened, ending a started run KILLED) and the launcher
-  exits 75;
+- starting (dependencies, the Isaac Sim app, tracking, auto-resume look-up, environment, the
+  MLflow run): nothing is trained, so nothing to save: the handler raises
+  :class:`StopRequested` where the main thread is; it unwinds (the run owner closes what was
+  opened and ends a started run KILLED) and the launcher exits 75;
 - training: the handler only sets a flag; the backend polls it (``TrainHooks.should_stop``) at
-  the next iteration boundary, saves ``model_<done>.pt`` and returns early; the launcher uploads
-  it within the grace and exits 75;
-- finishing (training is over: final uploads): the end of the run goes on as usual.
+  the next iteration boundary, saves ``model_<done>.pt`` and returns early; the run owner
+  uploads it within the grace and the launcher exits 75;
+- finishing (training is over: final uploads, registration): the end of the run goes on, but
+  every wait is cut to the grace (see :meth:`GracefulStop.deadline_for`).
 
 In every phase the grace deadline (first signal + STOP_GRACE_S) is enforced by a watchdog
-thread: when it passes, the process exits 75 at once, whatever the main thread still waits for.
-A second signal exits at once with 128 + the signal number, without waiting for anything.
+thread: shortly before it passes the watchdog runs the "last words" the run owner registered
+(ending the MLflow run KILLED, so it is not left RUNNING), and when it passes the process exits
+75 at once, whatever the main thread still waits for. A second signal exits at once with
+128 + the signal number, without waiting for anything.
+
+Isaac Sim installs its own SIGTERM/SIGINT handlers when its app starts (shared/docs/
+isaaclab.md): :meth:`GracefulStop.install` is called again once the app is up, and
+:meth:`GracefulStop.should_stop` puts ours back at every iteration boundary if anything
+replaced them.
 
 Messages from the handler and the watchdog go straight to file descriptor 1: a handler that
 prints through sys.stdout while the main thread is inside a print would fail ("reentrant call").
@@ -26,21 +34,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from training.backends.base import Checkpoint, TrainResult
-    from training.checkpoints import CheckpointUploader
-    from training.tracking import MetricLogger
+from collections.abc import Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# After a stop signal, uploads may use the grace up to this many seconds before its end and
-# metrics up to 1 s before it; what is left is for marking the run KILLED.
-UPLOAD_RESERVE_S = 3.0
-METRICS_RESERVE_S = 1.0
+# The watchdog starts the last words this long before the grace ends.
+LAST_WORDS_S = 3.0
 
 
 class StopRequested(BaseException):
@@ -55,21 +56,35 @@ class GracefulStop:
         self.deadline: float | None = None  # time.monotonic() by which the process exits
         self._phase = "starting"
         self._signalled = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self._last_words: Callable[[], None] | None = None
 
     def install(self) -> GracefulStop:
+        """Install (or put back) our handlers; the watchdog thread starts once."""
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
-        # Started now, not from the handler: starting a thread inside a signal handler can
-        # deadlock when the main thread was interrupted while starting one itself.
-        threading.Thread(target=self._enforce_deadline, name="stop-grace", daemon=True).start()
+        if self._watchdog is None:
+            # Started now, not from the handler: starting a thread inside a signal handler can
+            # deadlock when the main thread was interrupted while starting one itself.
+            self._watchdog = threading.Thread(target=self._enforce_deadline, name="stop-grace",
+                                              daemon=True)
+            self._watchdog.start()
         return self
+
+    def ensure_installed(self) -> None:
+        """Put our handlers back if something replaced them (only the main thread can)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if any(signal.getsignal(signum) != self._on_signal for signum in STOP_SIGNALS):
+            self.install()
 
     @property
     def requested(self) -> bool:
         return self.deadline is not None
 
     def should_stop(self) -> bool:
-        """For TrainHooks.should_stop."""
+        """For TrainHooks.should_stop: called at every iteration boundary."""
+        self.ensure_installed()
         return self.requested
 
     def time_left(self, reserve_s: float = 0.0) -> float:
@@ -77,6 +92,22 @@ class GracefulStop:
         if self.deadline is None:
             return float("inf")
         return max(0.0, self.deadline - reserve_s - time.monotonic())
+
+    def deadline_for(self, timeout_s: float, reserve_s: float = 0.0) -> Callable[[], float]:
+        """A deadline timeout_s from now that a stop signal brings forward to reserve_s before
+        the grace ends: asked again before each wait, so a signal shortens a wait under way."""
+        own = time.monotonic() + timeout_s
+
+        def deadline() -> float:
+            if self.deadline is None:
+                return own
+            return min(own, self.deadline - reserve_s)
+
+        return deadline
+
+    def set_last_words(self, action: Callable[[], None] | None) -> None:
+        """What the watchdog runs just before the grace ends (e.g. end the run KILLED)."""
+        self._last_words = action
 
     @contextlib.contextmanager
     def training(self) -> Iterator[None]:
@@ -86,30 +117,6 @@ class GracefulStop:
             yield
         finally:
             self._phase = "finishing"
-
-    def finish_after_save(self, uploader: CheckpointUploader, metrics: MetricLogger,
-                          result: TrainResult, resumed_from: Checkpoint | None) -> int:
-        """The backend saved at the iteration boundary and returned: store that checkpoint (and
-        any other pending one) and flush metrics within the grace; return the exit code. The
-        launcher ends the run KILLED, so that the next attempt of the workflow resumes it.
-        resumed_from: the checkpoint auto-resume took from this run's store, if any."""
-        report = uploader.close(self.time_left(reserve_s=UPLOAD_RESERVE_S))
-        lost_metrics = metrics.close(self.time_left(reserve_s=METRICS_RESERVE_S))
-        iteration, name = result.final_iteration, f"model_{result.final_iteration}.pt"
-        if iteration in report.uploaded or (resumed_from and resumed_from.iteration == iteration):
-            outcome = f"{name} stored"
-        elif result.final_checkpoint is None or iteration == result.start_iteration:
-            outcome = "nothing new to save"
-        else:
-            reason = report.errors.get(iteration) or f"the stop grace of {self.grace_s:g} s ran out"
-            outcome = f"{name} NOT stored ({reason}), kept at {result.final_checkpoint}"
-        print(f"checkpoint uploads: {report.summary()}", flush=True)
-        if lost_metrics:
-            print(f"warning: {lost_metrics} metric values could not be logged "
-                  f"({metrics.last_error})", flush=True)
-        print(f"stopped at iteration {iteration}: {outcome}; exiting {self.exit_code} "
-              "(retryable)", flush=True)
-        return self.exit_code
 
     def _on_signal(self, signum: int, frame: object) -> None:
         name = signal.Signals(signum).name
@@ -130,11 +137,28 @@ class GracefulStop:
     def _enforce_deadline(self) -> None:
         self._signalled.wait()
         assert self.deadline is not None
-        while (left := self.deadline - time.monotonic()) > 0:
-            time.sleep(left)
+        _sleep_until(self.deadline - LAST_WORDS_S)
+        last_words = self._last_words
+        if last_words is not None:
+            threading.Thread(target=_quietly, args=(last_words,), name="stop-last-words",
+                             daemon=True).start()
+        _sleep_until(self.deadline)
         _say(f"the stop grace of {self.grace_s:g} s ran out: exiting {self.exit_code} "
              "(retryable) now")
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
         os._exit(self.exit_code)
+
+
+def _sleep_until(moment: float) -> None:
+    while (left := moment - time.monotonic()) > 0:
+        time.sleep(left)
+
+
+def _quietly(action: Callable[[], None]) -> None:
+    with contextlib.suppress(Exception):
+        action()
 
 
 def _say(line: str) -> None:

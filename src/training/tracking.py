@@ -17,7 +17,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,13 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from training.config import RunConfig
+from training.store import Backoff, retry, unreachable
+from training.store import first_line as first_line  # re-exported for smoke and registry
 
 # MLflow accepts alphanumerics, "_", "-", ".", " ", ":" and "/" in metric names.
 _INVALID_NAME_CHARACTERS = re.compile(r"[^\w\-. :/]")
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
 
 
 class TrackingError(Exception):
@@ -79,6 +82,14 @@ def azureml_tracking_uri(workspace: tuple[str, str, str]) -> str:
             f"(subscription {subscription_id}, resource group {resource_group}): "
             f"{first_line(error)}"
         ) from error
+
+
+def connect(config: RunConfig) -> TrackingTarget:
+    """Resolve the tracking target and point MLflow (tracking and registry) at it."""
+    target = resolve_tracking_target(config)
+    use_tracking_target(target)
+    print(f"tracking: {redact(target.uri)} (from {target.source})", flush=True)
+    return target
 
 
 def use_tracking_target(target: TrackingTarget) -> None:
@@ -131,8 +142,16 @@ def _flat_values(values: list | tuple) -> Iterator[float]:
 
 class MetricLogger:
     """Collects metrics on the training thread (cheap: a list append) and sends them from a
-    background thread with MlflowClient.log_batch. When the store is down, metrics wait in a
-    bounded buffer and are sent once it is back; only overflow is dropped, and counted."""
+    background thread with MlflowClient.log_batch.
+
+    Every value logged ends in exactly one of two counts: ``stored`` (the store confirmed the
+    batch) or ``lost`` (with ``lost_reasons``): a batch the store refused (retrying cannot help),
+    or values that did not fit the bounded buffer while the store was away. While the store does
+    not answer, batches wait in the buffer and go out once it is back (waits of
+    flush_interval_s doubling to 30 s). ``handled_through`` is the highest step whose metrics
+    are all stored or counted lost: the checkpoint uploader waits for it, so a checkpoint never
+    reaches the store ahead of the metrics before it.
+    """
 
     def __init__(
         self,
@@ -141,20 +160,26 @@ class MetricLogger:
         *,
         flush_interval_s: float = 1.0,
         max_buffered: int = 500_000,
+        batch_size: int = MAX_METRICS_PER_BATCH,
     ) -> None:
         self._client = client
         self._run_id = run_id
         self._flush_interval_s = flush_interval_s
-        self._pending: deque[Metric] = deque(maxlen=max_buffered)
+        self._max_buffered = max_buffered
+        self._batch_size = batch_size
+        self._pending: deque[Metric] = deque()
+        self._in_flight: list[Metric] = []  # taken from _pending, not confirmed yet
         self._lock = threading.Lock()
-        self._sent = threading.Condition(self._lock)  # notified when _sent_through grows
+        self._handled = threading.Condition(self._lock)  # notified when handled_through grows
         self._logged_through = -1  # highest step logged
-        self._sent_through = -1  # every metric of steps <= this is in the store
+        self.handled_through = -1
+        self.stored = 0
+        self.lost = 0
+        self.lost_reasons: dict[str, int] = {}
+        self.failed_batches = 0  # tries the store did not answer
+        self.last_error: str | None = None
         self._stop = threading.Event()
         self._flush_now = threading.Event()  # wakes the sender early (close, a waiter)
-        self.dropped = 0
-        self.failed_batches = 0
-        self.last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="mlflow-metrics", daemon=True)
         self._thread.start()
 
@@ -162,65 +187,89 @@ class MetricLogger:
         timestamp = int(time.time() * 1000)
         batch = [Metric(name, value, timestamp, step) for name, value in flatten_metrics(metrics)]
         with self._lock:
-            overflow = len(self._pending) + len(batch) - (self._pending.maxlen or 0)
-            if overflow > 0:
-                self.dropped += overflow
+            room = max(0, self._max_buffered - len(self._pending))
+            if len(batch) > room:
+                self._lose(len(batch) - room, f"the buffer of {self._max_buffered} values was "
+                           "full while the store did not answer")
+                batch = batch[:room]
             self._pending.extend(batch)
             self._logged_through = max(self._logged_through, step)
+            self._advance()
 
-    def wait_sent_through(self, step: int, timeout_s: float) -> bool:
-        """Wait (at most timeout_s) until every metric of steps <= step is in the store. The
-        checkpoint uploader calls it before storing model_<step + 1>.pt, so that a run killed
-        after a checkpoint reached the store has no metric gap before it once resumed."""
+    def wait_handled_through(self, step: int, timeout_s: float) -> bool:
+        """Wait (at most timeout_s) until every metric of steps <= step is stored or counted
+        lost. The checkpoint uploader asks this before storing model_<step + 1>.pt."""
         self._flush_now.set()
-        with self._sent:
-            return self._sent.wait_for(lambda: self._sent_through >= step, timeout_s)
+        with self._handled:
+            return self._handled.wait_for(lambda: self.handled_through >= step, timeout_s)
 
-    def close(self, timeout_s: float = 60.0) -> int:
-        """Send what is buffered (for at most timeout_s); return how many metrics were not."""
+    def close(self, deadline: Callable[[], float]) -> int:
+        """Send what is buffered until deadline(); return how many values are not confirmed
+        stored (lost, still buffered, or in a request the store had not answered)."""
         self._stop.set()
         self._flush_now.set()
-        self._thread.join(timeout_s)
+        while self._thread.is_alive() and time.monotonic() < deadline():
+            self._thread.join(min(0.2, max(0.0, deadline() - time.monotonic())))
         with self._lock:
-            return len(self._pending) + self.dropped
+            return self.lost + len(self._pending) + len(self._in_flight)
+
+    def summary(self) -> str:
+        """Why values were lost, for the run's closing lines."""
+        reasons = "; ".join(f"{count} {why}" for why, count in self.lost_reasons.items())
+        return reasons or (self.last_error or "")
+
+    def _lose(self, count: int, reason: str) -> None:
+        self.lost += count
+        self.lost_reasons[reason] = self.lost_reasons.get(reason, 0) + count
+
+    def _advance(self) -> None:
+        """handled_through: just below the oldest value not yet stored or lost (steps arrive
+        in order), else everything logged. Called with the lock held."""
+        oldest = self._in_flight or self._pending
+        self.handled_through = oldest[0].step - 1 if oldest else self._logged_through
+        self._handled.notify_all()
 
     def _run(self) -> None:
-        backoff_s = self._flush_interval_s
+        backoff = Backoff(self._flush_interval_s, 30.0)
+        wait_s = self._flush_interval_s
         while True:
-            self._flush_now.wait(backoff_s)
+            self._flush_now.wait(wait_s)
             self._flush_now.clear()
             stopping = self._stop.is_set()
             if self._send_pending():
                 if stopping:
                     return
-                backoff_s = self._flush_interval_s
-                continue
-            # The store refused: wait longer each time. Once closing, the event no longer
-            # waits, so sleep; close() stops waiting for this thread after its timeout.
-            backoff_s = min(backoff_s * 2, 5.0 if stopping else 30.0)
-            if stopping:
-                time.sleep(backoff_s)
+                backoff.succeeded()
+                wait_s = self._flush_interval_s
+            else:  # the store did not answer: wait longer each time, at most 5 s once closing
+                wait_s = min(backoff.failed(), 5.0 if stopping else 30.0)
 
     def _send_pending(self) -> bool:
-        """Send everything buffered; False when the store refused (metrics kept for later)."""
+        """Send everything buffered; False when the store did not answer (values kept)."""
         while True:
             with self._lock:
-                batch = [self._pending.popleft()
-                         for _ in range(min(MAX_METRICS_PER_BATCH, len(self._pending)))]
+                count = min(self._batch_size, len(self._pending))
+                self._in_flight = [self._pending.popleft() for _ in range(count)]
+            batch = self._in_flight
             if not batch:
                 return True
             try:
                 self._client.log_batch(self._run_id, metrics=batch, synchronous=True)
-            except Exception as error:  # network or server errors: keep the metrics, retry
-                with self._lock:
-                    self._pending.extendleft(reversed(batch))
-                self.failed_batches += 1
+            except Exception as error:  # MLflow raises many types
                 self.last_error = first_line(error)
-                return False
-            with self._sent:  # steps arrive in order: all before the first pending one are in
-                self._sent_through = (self._pending[0].step - 1 if self._pending
-                                      else self._logged_through)
-                self._sent.notify_all()
+                with self._lock:
+                    self._in_flight = []
+                    if unreachable(error):
+                        self._pending.extendleft(reversed(batch))
+                        self.failed_batches += 1
+                        return False
+                    self._lose(len(batch), f"refused by the store ({self.last_error})")
+                    self._advance()
+                continue
+            with self._lock:
+                self.stored += len(batch)
+                self._in_flight = []
+                self._advance()
 
 
 def start_run(config: RunConfig, experiment_id: str, tags: Mapping[str, str],
@@ -246,49 +295,27 @@ def log_params_once(client: MlflowClient, run_id: str, params: Mapping[str, str]
         client.log_batch(run_id, params=new)
 
 
-def end_run(run_id: str, status: str, attempts: int = 5) -> bool:
+def end_run(run_id: str, status: str, deadline: Callable[[], float]) -> bool:
     """End the run as FINISHED, FAILED or KILLED (stopped, to be resumed), retrying while the
-    store is unreachable, so a run is never left RUNNING because of a short outage. Returns
-    False if it could not."""
-    try:
-        mlflow.end_run(status=status)  # also stops the system-metrics thread
-        return True
-    except Exception:
-        pass  # the fluent run is already popped; set the status directly, with retries
-    delay_s = 1.0
-    for attempt in range(attempts):
+    store does not answer until deadline(). Returns False if it could not."""
+    active = mlflow.active_run()  # per thread: the watchdog's last words see none
+    if active is not None and active.info.run_id == run_id:
         try:
-            MlflowClient().set_terminated(run_id, status)
+            mlflow.end_run(status=status)  # also stops the system-metrics thread
             return True
         except Exception:
-            if attempt < attempts - 1:
-                time.sleep(delay_s)
-                delay_s *= 2
-    return False
+            pass  # the fluent run is already popped; set the status directly, with retries
+    try:
+        retry(lambda: MlflowClient().set_terminated(run_id, status), deadline=deadline,
+              only_unreachable=True)
+    except Exception:
+        return False
+    return True
 
 
-def store_unreachable(error: BaseException) -> bool:
-    """Whether error, or one it was raised from, says the tracking store did not answer
-    (connection refused or reset, a timeout, retries on 5xx answers used up), as opposed to an
-    answer that refuses the request (no permission, not an MLflow server): only the first is
-    worth running the task again for. MLflow wraps the requests error, so the chain is read."""
-    import requests  # MLflow's own HTTP client
-
-    no_answer = (ConnectionError, TimeoutError, requests.exceptions.ConnectionError,
-                 requests.exceptions.Timeout, requests.exceptions.RetryError)
-    seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, no_answer):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return False
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+def redact(uri: str) -> str:
+    """A URI fit to print or record: user and password (or token) become ***."""
+    return _USERINFO.sub(r"\1***@", uri)
 
 
 def log_dir_for(config: RunConfig, run_id: str) -> Path:

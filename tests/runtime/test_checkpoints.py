@@ -20,6 +20,7 @@ from training.checkpoints import (
     upload_final,
     write_manifest,
 )
+from training.store import within
 
 
 def _files(directory: Path, *names: str) -> None:
@@ -64,11 +65,11 @@ def test_uploads_and_final_round_trip_through_runs_and_models_uris(
     uploader = CheckpointUploader(client, run_id)
     uploader.submit(2, saves / "model_2.pt")
     uploader.submit(4, saves / "model_4.pt")
-    report = uploader.close(timeout_s=60)
+    report = uploader.close(within(60))
     assert report.uploaded == [2, 4] and report.not_uploaded == {}
     manifest = write_manifest(saves / "model_4.pt", file="model_4.pt", iteration=4,
                               sha256=sha256_of(saves / "model_4.pt"))
-    assert upload_final(client, run_id, saves / "model_4.pt", manifest, timeout_s=30) is None
+    upload_final(client, run_id, saves / "model_4.pt", manifest, within(30))
 
     fetched = fetch_checkpoint(f"runs:/{run_id}/checkpoints/final", tmp_path / "a")
     assert fetched.name == "model_4.pt"
@@ -94,13 +95,13 @@ def test_uploads_during_an_outage_reach_the_store_when_it_returns(
 ) -> None:
     _files(tmp_path / "saves", "model_1.pt", "model_2.pt")
     uploader = CheckpointUploader(run_on_own_server.client, run_on_own_server.run_id,
-                                  attempts=2, backoff_s=0.2)
+                                  backoff_s=0.2)
     run_on_own_server.server.stop()
     uploader.submit(1, tmp_path / "saves" / "model_1.pt")  # fails its retries: set aside
     uploader.submit(2, tmp_path / "saves" / "model_2.pt")
     time.sleep(2)
     run_on_own_server.server.start()
-    report = uploader.close(timeout_s=120)
+    report = uploader.close(within(120))
     assert report.not_uploaded == {}, report.summary()
     stored = {Path(f.path).name for f in
               run_on_own_server.client.list_artifacts(run_on_own_server.run_id, "checkpoints")}
@@ -114,9 +115,43 @@ def test_report_names_checkpoints_that_never_reached_the_store(
     run_on_own_server.server.stop()
     _files(tmp_path / "saves", "model_3.pt")
     uploader = CheckpointUploader(run_on_own_server.client, run_on_own_server.run_id,
-                                  attempts=2, backoff_s=0.1)
+                                  backoff_s=0.1)
     uploader.submit(3, tmp_path / "saves" / "model_3.pt")
-    report = uploader.close(timeout_s=20)
+    report = uploader.close(within(20))
     assert report.uploaded == []
     assert report.not_uploaded == {3: str(tmp_path / "saves" / "model_3.pt")}
     assert "model_3.pt (iteration 3)" in report.summary()
+
+
+@pytest.mark.slow
+def test_a_checkpoint_waits_for_the_metrics_before_it(mlflow_server: MlflowServer,
+                                                      tmp_path: Path) -> None:
+    """The metrics of iterations 0-2 cannot be stored (their requests get no answer) while
+    uploads would work: model_3.pt must not reach the store ahead of them; once the metrics
+    go through, it follows. (The old wait gave up after 10 s and uploaded anyway.)"""
+    from support.store_proxy import StoreProxy
+
+    from training.tracking import MetricLogger
+
+    with StoreProxy(mlflow_server.url) as proxy:
+        client = MlflowClient(proxy.url)
+        run_id = client.create_run(client.create_experiment("metrics-first")).info.run_id
+        proxy.fail("/runs/log-batch", "drop")
+        metrics = MetricLogger(client, run_id, flush_interval_s=0.1)
+        uploader = CheckpointUploader(
+            client, run_id, backoff_s=0.2,
+            ready=lambda it: metrics.wait_handled_through(it - 1, timeout_s=0.5))
+        for step in range(3):
+            metrics.log(step, {"Train/mean_reward": float(step)})
+        _files(tmp_path / "saves", "model_3.pt")
+        uploader.submit(3, tmp_path / "saves" / "model_3.pt")
+        time.sleep(3)
+        names = {Path(f.path).name for f in client.list_artifacts(run_id, "checkpoints")}
+        assert "model_3.pt" not in names
+        proxy.heal()
+        report = uploader.close(within(60))
+        assert report.uploaded == [3], report.summary()
+        assert metrics.close(within(30)) == 0
+    steps = [m.step for m in MlflowClient(mlflow_server.url).get_metric_history(
+        run_id, "Train/mean_reward")]
+    assert sorted(steps) == [0, 1, 2]

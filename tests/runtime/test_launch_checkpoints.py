@@ -107,6 +107,9 @@ def test_resume_and_warm_start(rslrl_version: str, sqlite_store: SqliteStore,
     assert done.returncode == 0 and "nothing to do" in done.stdout
     assert len(all_runs(client)) == 3  # no run for nothing to do
     assert all(run.info.status == "FINISHED" for run in all_runs(client))
+    # The checkpoints fetched to start from were removed once each launch ended.
+    downloads = tmp_path / "out" / "downloads"
+    assert not downloads.exists() or list(downloads.iterdir()) == []
 
 
 @pytest.fixture(scope="module")

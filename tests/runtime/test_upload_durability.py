@@ -23,6 +23,7 @@ from support.mlflow_server import MlflowServer, ServerRun
 from support.streamed import StreamedProcess, wait_until
 
 from training.checkpoints import CheckpointUploader
+from training.store import within
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +60,7 @@ def test_uploads_failing_in_an_outage_are_retried_before_close(run_on_own_server
     # No close(): the worker retries by itself, as it does while training goes on.
     wait_until(lambda: {"model_1.pt", "model_2.pt", "model_1.pt.sha256",
                          "model_2.pt.sha256"} <= stored(), 60, "both checkpoints stored")
-    report = uploader.close(timeout_s=10)
+    report = uploader.close(within(10))
     assert report.uploaded == [1, 2] and report.not_uploaded == {}
     assert uploader.failures >= 2  # it did fail during the outage
     print(f"\nsubmit() during the outage: {', '.join(f'{t * 1000:.2f} ms' for t in submit_s)}")

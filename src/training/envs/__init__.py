@@ -28,7 +28,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -51,6 +51,9 @@ class EnvHandle:
     save_interval: int  # the agent cfg's default: iterations between checkpoints
     seed: int
     _close: Callable[[], None]
+    # The resolved cfgs as files for the run ("params/env.yaml": text, ...); empty: the launcher
+    # writes params/agent.yaml from agent_cfg.
+    cfg_files: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         self._close()
