@@ -186,7 +186,8 @@ def test_help_lists_every_flag(project, submit, capsys):
                  "--checkpoint-mode", "--register-checkpoint", "--run-smoke-test",
                  "--workflow", "--payload-root", "--sleep-after-unpack", "--backend", "--gpu",
                  "--cpu", "--memory", "--storage", "--source", "--payload-budget", "--local",
-                 "--quiet", "--output", "--workflow-id", "TRAINING_BACKEND"):
+                 "--quiet", "--output", "--workflow-id", "TRAINING_BACKEND", "--delivery",
+                 "--storage-url", "OSMO_INLINE_STORAGE_URL"):
         assert flag in text
 
 
