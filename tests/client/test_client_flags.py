@@ -186,8 +186,7 @@ def test_help_lists_every_flag(project, submit, capsys):
                  "--checkpoint-mode", "--register-checkpoint", "--run-smoke-test",
                  "--workflow", "--payload-root", "--sleep-after-unpack", "--backend", "--gpu",
                  "--cpu", "--memory", "--storage", "--source", "--payload-budget", "--local",
-                 "--quiet", "--output", "--workflow-id", "TRAINING_BACKEND", "--delivery",
-                 "--storage-url", "OSMO_INLINE_STORAGE_URL"):
+                 "--quiet", "--output", "--workflow-id", "TRAINING_BACKEND"):
         assert flag in text
 
 

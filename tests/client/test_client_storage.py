@@ -248,3 +248,13 @@ def test_the_bootstrap_refuses_a_tampered_or_missing_object(tmp_path):
     missing = run_bootstrap(input_dir, tmp_path / "root", sha256="0" * 64)
     assert missing.returncode == 8
     assert f"{'0' * 64}.zip not found in {input_dir}" in missing.stderr
+
+
+def test_help_names_the_delivery_flags_and_the_variable(project, submit, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        submit("--help")
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for word in ("--delivery {auto,inline,storage}", "--storage-url URL",
+                 "OSMO_INLINE_STORAGE_URL", "storage_url="):
+        assert word in text, word
