@@ -65,6 +65,21 @@ def read_environment(environ: dict[str, str]) -> tuple[Path, str, Path, float | 
     return Path(environ["PAYLOAD_ARCHIVE"].strip()), sha256, root, sleep
 
 
+def locate_archive(archive: Path, sha256: str) -> Path:
+    """The zip: `archive` itself, or when it is a directory (storage delivery: the task's
+    input), the file `<sha256>.zip` in it or, wherever OSMO nested it, below it."""
+    if not archive.is_dir():
+        return archive
+    name = f"{sha256}.zip"
+    if (archive / name).is_file():
+        return archive / name
+    for directory, _, files in sorted(os.walk(archive)):
+        if name in files:
+            return Path(directory, name)
+    raise Refused(f"payload {name} not found in {archive} (the task's input)",
+                  EXIT_PAYLOAD_REFUSED)
+
+
 def read_verified(archive: Path, expected: str) -> bytes:
     try:
         data = archive.read_bytes()
@@ -153,7 +168,7 @@ def main(environ: dict[str, str] | None = None) -> int:
     environ = dict(os.environ if environ is None else environ)
     try:
         archive, sha256, root, sleep = read_environment(environ)
-        data = read_verified(archive, sha256)
+        data = read_verified(locate_archive(archive, sha256), sha256)
         log(f"payload sha256 ok ({len(data)} bytes)")
         count = extract(data, root)
         log(f"extracted {count} files to {root}")

@@ -18,10 +18,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from osmo_inline import artifacts
+from osmo_inline import artifacts, storage
 from osmo_inline.config import CLIENT_FILLED, DEFAULT_PAYLOAD_BUDGET, SubmitConfig
 from osmo_inline.errors import BadInput, ClientError, SpecInvalid
-from osmo_inline.payload import Payload, build_payload, check_budget, summary
+from osmo_inline.payload import Payload, build_payload, summary
 from osmo_inline.render import Template, load_template, load_yaml, render
 from osmo_inline.validate import validate_spec
 
@@ -68,6 +68,7 @@ after --:
 environment overrides (a flag beats its variable):
   TASK NUM_ENVS MAX_ITERATIONS IMAGE PAYLOAD_ROOT RUN_AZURE_SMOKE_TEST CHECKPOINT_URI
   CHECKPOINT_MODE REGISTER_CHECKPOINT SLEEP_AFTER_UNPACK TRAINING_BACKEND AUTO_RESUME
+  OSMO_INLINE_STORAGE_URL (or storage_url= after --)
 
 exit codes: 0 ok, 2 bad input, 3 spec invalid, 4 osmo missing, 5/6/7/8 osmo exit 1/2/10/75,
 9 other osmo failure; with --local, the task's own exit code.
@@ -131,7 +132,13 @@ def build_parser() -> _Parser:
     add("--source", metavar="DIR",
         help=f"directory packaged as src/training (default: {DEFAULT_SOURCE} in the project)")
     add("--payload-budget", metavar="BYTES", default=str(DEFAULT_PAYLOAD_BUDGET),
-        help=f"largest base64 payload accepted (default: {DEFAULT_PAYLOAD_BUDGET})")
+        help=f"largest base64 payload delivered inline (default: {DEFAULT_PAYLOAD_BUDGET})")
+    add("--delivery", choices=storage.DELIVERIES, default="auto",
+        help="inline (in the spec), storage (an object the task downloads) or auto: inline "
+        "within --payload-budget, storage beyond (default: auto)")
+    add("--storage-url", metavar="URL",
+        help="s3://, gs:// or azure:// prefix for storage delivery; with --local a directory "
+        f"or file:// (environment: {storage.ENV_VAR})")
     add("--dry-run", action="store_true", help="print the rendered spec, submit nothing")
     add("--local", action="store_true", help="run the rendered workflow on this machine")
     add("--workflow-id", metavar="ID", help="with --local: the run's workflow id (a retry)")
@@ -203,6 +210,8 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     parser = build_parser()
     flags = parser.parse_args(before)
     template_values, osmo_args, dry_run_after = split_after_dashes(after)
+    storage_url = storage.resolve_storage_url(flags.storage_url, template_values, environ, cwd)
+    storage.check_delivery_settings(flags.delivery, storage_url)
     resolved = _resolve(parser, flags, environ)
     value = {dest: text for dest, (text, _) in resolved.items()}
     where = {dest: source for dest, (_, source) in resolved.items()}
@@ -270,6 +279,8 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         quiet=flags.quiet,
         workflow_id=flags.workflow_id,
         output=flags.output,
+        delivery=flags.delivery,
+        storage_url=storage_url,
         explicit={name: source for name, source in where.items() if source != "default"},
     )
 
@@ -300,22 +311,29 @@ def user_values(config: SubmitConfig, template: Template) -> dict[str, object]:
     return {**from_flags, **config.template_values}
 
 
-def prepare(config: SubmitConfig) -> tuple[str, Payload, dict[str, object]]:
-    """Template + payload -> validated spec text; writes nothing."""
+def prepare(
+    config: SubmitConfig,
+) -> tuple[str, Payload, dict[str, object], storage.Delivery]:
+    """Template + payload -> delivery and validated spec text; writes nothing."""
     template = load_template(config.workflow)
     values = user_values(config, template)
     payload = build_payload(config.source)
-    check_budget(payload, config.payload_budget)
+    delivery = storage.choose(config.delivery, payload, config.payload_budget,
+                              config.storage_url, local=config.local)
+    if delivery.object_url and "payload_url" not in template.variables:
+        raise BadInput(f"{template.path} never uses {{{{ payload_url }}}}: storage delivery "
+                       "needs it as the task's url input (see templates/isaaclab-inline.yaml)")
     filled = {
-        "payload_b64": payload.b64,
+        "payload_b64": "" if delivery.object_url else payload.b64,
         "payload_sha256": payload.sha256,
+        "payload_url": delivery.object_url,
         "bootstrap_b64": base64.b64encode(BOOTSTRAP.read_bytes()).decode("ascii"),
     }
     spec_text = render(template, values, filled)
-    problems = validate_spec(spec_text)
+    problems = validate_spec(spec_text, local=config.local)
     if problems:
         raise SpecInvalid(problems)
-    return spec_text, payload, values
+    return spec_text, payload, values, delivery
 
 
 def run(config: SubmitConfig) -> int:
@@ -324,26 +342,37 @@ def run(config: SubmitConfig) -> int:
         from osmo_inline.osmo import find_osmo
 
         find_osmo()  # fail before writing anything when there is nothing to submit with
-    spec_text, payload, values = prepare(config)
-    for line in summary(payload):
+    spec_text, payload, values, delivery = prepare(config)
+    lines = [*summary(payload), delivery.reason]
+    for line in lines:
         if config.quiet and not line.startswith("secrets"):
             continue  # secrets left out are always worth a line, even when quiet
         print(line, file=sys.stderr)
     artifacts.write_payload(payload, config.tmp_dir)
+    stored = ""
+    if delivery.storage is not None:
+        # Before anything is submitted or run: a failed upload leaves nothing behind in OSMO.
+        stored = storage.place(delivery.storage, payload, config.tmp_dir / "storage",
+                               dry_run=config.dry_run)
+        if not config.quiet:
+            print(stored, file=sys.stderr)
     if config.dry_run:
-        _print_dry_run(config, spec_text, payload)
+        _print_dry_run(config, spec_text, payload, delivery, stored)
         return 0
     if config.local:
         from osmo_inline import local  # lazy: only --local needs the executor
 
         return local.run_spec(load_yaml(spec_text), project_dir=config.project_dir,
                               quiet=config.quiet, workflow_id=config.workflow_id)
-    return submit(config, spec_text, payload, values)
+    return submit(config, spec_text, payload, values, delivery)
 
 
-def _print_dry_run(config: SubmitConfig, spec_text: str, payload: Payload) -> None:
+def _print_dry_run(config: SubmitConfig, spec_text: str, payload: Payload,
+                   delivery: storage.Delivery, stored: str) -> None:
     if config.output == "json":
         print(json.dumps({"spec": spec_text, "payload_sha256": payload.sha256,
+                          "delivery": delivery.kind, "payload_url": delivery.object_url,
+                          "storage": stored,
                           "files": [f.arcname for f in payload.files],
                           "excluded": [e.path for e in payload.excluded]}, indent=2))
     else:
@@ -351,7 +380,7 @@ def _print_dry_run(config: SubmitConfig, spec_text: str, payload: Payload) -> No
 
 
 def submit(config: SubmitConfig, spec_text: str, payload: Payload,
-           values: dict[str, object]) -> int:
+           values: dict[str, object], delivery: storage.Delivery) -> int:
     """Write the spec to .tmp/, hand it to osmo, record and print the result."""
     from osmo_inline import osmo
 
@@ -361,7 +390,8 @@ def submit(config: SubmitConfig, spec_text: str, payload: Payload,
     submission = osmo.submit(spec_file, config.osmo_args)
     artifacts.record_submission(config.tmp_dir, {
         "workflow_id": submission.workflow_id, "overview": submission.overview_url,
-        "payload_sha256": payload.sha256, "task": config.task,
+        "payload_sha256": payload.sha256, "delivery": delivery.kind,
+        "payload_url": delivery.object_url, "task": config.task,
         "parameters": values, "osmo_args": list(config.osmo_args),
     })
     _print_submission(config, submission, payload)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from osmo_inline.storage import StorageURL
 
 # Template variables the client computes itself; a user may not set them with key=value.
-CLIENT_FILLED = ("payload_b64", "payload_sha256", "bootstrap_b64")
+CLIENT_FILLED = ("payload_b64", "payload_sha256", "payload_url", "bootstrap_b64")
 
 DEFAULT_PAYLOAD_BUDGET = 1024 * 1024  # bytes of base64 text: a `files:` entry is a 1 MiB Secret
 
@@ -47,6 +50,8 @@ class SubmitConfig(NamedTuple):
     quiet: bool = False
     workflow_id: str | None = None  # a local run's workflow id (to simulate a retry)
     output: str = "text"  # text | json
+    delivery: str = "auto"  # auto | inline | storage (storage.py)
+    storage_url: StorageURL | None = None  # where storage delivery puts the payload object
     # template variable -> the flag or environment variable that set it, for those not left
     # at their default (a template that ignores one of them earns the user a note)
     explicit: Mapping[str, str] = {}

@@ -1,4 +1,4 @@
-"""Turn a rendered workflow spec into what a local run executes: pure, no effects.
+"""Turn a rendered workflow spec into what a local run executes: writes nothing.
 
 The local executor runs the spec OSMO would get, with only two kinds of change, both listed
 in `LocalPlan.path_map` and documented in docs/local.md:
@@ -8,8 +8,9 @@ in `LocalPlan.path_map` and documented in docs/local.md:
   `<run>/output`; every occurrence of those container paths in `command`, `args` and
   `environment` is rewritten;
 - OSMO's run-time tokens are substituted the way OSMO does (`{{workflow_id}}`, `{{output}}`,
-  `{{uuid}}`), and the ones a single machine cannot satisfy (`{{input:N}}`, `{{host:x}}`)
-  are refused.
+  `{{uuid}}`); `{{input:N}}` of a `url: file:///...` input (storage delivery to a local
+  directory) becomes that object's directory here; the ones a single machine cannot satisfy
+  (other inputs, `{{host:x}}`) are refused.
 
 On top of that the local defaults apply: PYTHON is the interpreter running the client, and an
 empty MLFLOW_TRACKING_URI (with no Azure ML workspace) points at a store in the project.
@@ -142,8 +143,9 @@ def substitute_tokens(text: str, values: Mapping[str, str], where: str) -> str:
 
     def replace(match: re.Match[str]) -> str:
         name, argument = match.group(1), match.group(2)
-        if argument is None and name in values:
-            return values[name]
+        key = name if argument is None else f"{name}:{argument}"  # "output", "input:0"
+        if key in values:
+            return values[key]
         if name == "input":
             raise BadInput(
                 f"{where} uses {match.group(0)}: task inputs (/osmo/data/input) are not "
@@ -171,6 +173,23 @@ def remap_paths(text: str, path_map: Mapping[str, Path]) -> str:
         host = str(path_map[container])
         text = re.sub(pattern, lambda _m, host=host: host, text)
     return text
+
+
+def local_inputs(task: Mapping) -> dict[str, Path]:
+    """`input:N` -> the directory here for each `url: file:///...` input: the object's
+    directory when the URL names a file (storage delivery's `<sha256>.zip`), else the
+    directory itself. Other inputs (another task, a bucket) stay unavailable locally."""
+    found = {}
+    for index, entry in enumerate(task.get("inputs") or []):
+        url = entry.get("url") if isinstance(entry, Mapping) else None
+        if not isinstance(url, str) or not url.startswith("file:///"):
+            continue
+        path = Path(url.removeprefix("file://"))
+        directory = path if path.is_dir() else path.parent
+        if not directory.is_dir():
+            raise BadInput(f"input {index} ({url}) is not a directory on this machine")
+        found[f"input:{index}"] = directory
+    return found
 
 
 def _host_path_for(container_path: str, files_root: Path) -> Path:
@@ -222,12 +241,18 @@ def build_plan(
             # cluster; a path with a space would silently become two words.
             raise BadInput(f"local runs need paths without spaces: {path!r}")
     tokens = {"workflow_id": workflow_id, "output": str(output_dir), "uuid": str(uuid.uuid4())}
+    inputs = local_inputs(task)
+    tokens.update({key: str(directory) for key, directory in inputs.items()})
 
     # Container paths -> run directory. PAYLOAD_ROOT's rendered value is a container path
     # like the files' ones: anything that mentions it follows it into the run.
     files_root = run_dir / "files"
     entries = [(str(entry.get("path", "")), entry) for entry in task.get("files") or []]
     path_map = {path: _host_path_for(path, files_root) for path, _ in entries}
+    # OSMO puts input N at /osmo/data/input/N: a spec that names that path gets the same
+    # directory as its {{input:N}} token.
+    path_map.update({f"/osmo/data/input/{key.removeprefix('input:')}": directory
+                     for key, directory in inputs.items()})
     container_payload_root = environment.get("PAYLOAD_ROOT", "")
     if container_payload_root:
         path_map[container_payload_root] = payload_dir

@@ -1,7 +1,8 @@
-"""Step 5 (cluster): hand the rendered spec file to the `osmo` CLI and read its answer.
+"""Step 5 (cluster): hand the rendered spec file to the `osmo` CLI and read its answer; for
+storage delivery, list and upload the payload object with `osmo data` first.
 
 Only the spec's path and the user's forwarded options reach osmo's argv: the payload travels
-inside the file.
+inside the file, or as an object in storage that the spec names.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ _FAILURES = {
          "check your network/VPN"),
     75: (errors.EXIT_OSMO_RATE_LIMITED, "osmo is rate limited; wait a minute and submit again"),
 }
+# `osmo data` uses the user's own data credentials for the bucket (`osmo credential`), not
+# the workflow service: a login error points there, and 1 is no rejected workflow.
+_DATA_FAILURES = {
+    **_FAILURES,
+    1: (errors.EXIT_OSMO_OTHER, "osmo could not access the storage URL"),
+    2: (errors.EXIT_OSMO_USAGE,
+        "osmo usage or login error; run `osmo login` and check your data credentials for the "
+        "bucket (`osmo credential`)"),
+}
+_LIST_TOTAL = re.compile(r"Total \d+ objects found")
 _FORMAT_FLAGS = ("-t", "--format-type")
 _ID_LINE = re.compile(r"Workflow ID\s*-\s*(\S+)")
 _URL_LINE = re.compile(r"Workflow Overview\s*-\s*(\S+)")
@@ -52,22 +63,44 @@ def find_osmo() -> str:
 
 def submit(spec_file: Path, forwarded: tuple[str, ...]) -> Submission:
     """Run `osmo workflow submit FILE [forwarded...]`; raise OsmoFailed with the mapped code."""
-    argv = [find_osmo(), "workflow", "submit", str(spec_file), *forwarded]
+    argv = ["workflow", "submit", str(spec_file), *forwarded]
     if not any(arg.split("=")[0] in _FORMAT_FLAGS for arg in forwarded):
         argv += ["--format-type", "json"]  # parse JSON rather than prose when we may choose
+    return parse_submission(_run(argv, _FAILURES))
+
+
+def data_contains(folder: str, name: str) -> bool:
+    """Whether `osmo data list FOLDER` shows an object called `name` (by its last path
+    component: whether osmo prints keys relative to the URI or to the bucket)."""
+    # --no-pager: without it (and without an output file) osmo pipes the list into less.
+    listing = _run(["data", "list", folder + "/", "--no-pager"], _DATA_FAILURES, "listing")
+    keys = [line.strip() for line in listing.splitlines()
+            if line.strip() and not _LIST_TOTAL.fullmatch(line.strip())]
+    return any(key.rstrip("/").rsplit("/", 1)[-1] == name for key in keys)
+
+
+def data_upload(folder: str, path: Path) -> None:
+    """`osmo data upload FOLDER/ PATH`: the object is FOLDER/<PATH's name>."""
+    _run(["data", "upload", folder + "/", str(path)], _DATA_FAILURES, "uploading the payload")
+
+
+def _run(argv: list[str], failures: dict[int, tuple[int, str]], action: str = "") -> str:
+    """osmo's stdout; OsmoFailed with the mapped exit code (prefixed with `action`)."""
+    argv = [find_osmo(), *argv]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
     except OSError as error:  # found on PATH but not runnable (permissions, bad interpreter)
         raise OsmoFailed(f"cannot run {argv[0]}: {error.strerror}",
                          errors.EXIT_OSMO_MISSING) from None
     if result.returncode != 0:
-        code, meaning = _FAILURES.get(
+        code, meaning = failures.get(
             result.returncode,
             (errors.EXIT_OSMO_OTHER, f"osmo failed with exit code {result.returncode}"),
         )
         detail = _error_message(result.stdout + "\n" + result.stderr)
-        raise OsmoFailed(meaning + (f": {detail}" if detail else ""), code)
-    return parse_submission(result.stdout)
+        prefix = f"{action}: " if action else ""
+        raise OsmoFailed(prefix + meaning + (f": {detail}" if detail else ""), code)
+    return result.stdout
 
 
 def parse_submission(stdout: str) -> Submission:

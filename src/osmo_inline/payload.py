@@ -198,8 +198,9 @@ def base64_size(byte_count: int) -> int:
     return 4 * ((byte_count + 2) // 3)
 
 
-def check_budget(payload: Payload, budget: int) -> None:
-    """Refuse a payload whose base64 text is over `budget` bytes, naming what weighs most."""
+def check_budget(payload: Payload, budget: int, remedy: str = "") -> None:
+    """Refuse a payload whose base64 text is over `budget` bytes, naming what weighs most
+    and, after the usual advice, `remedy` (e.g. "or use --delivery storage ...")."""
     size = base64_size(len(payload.zip_bytes))
     if size <= budget:
         return
@@ -207,7 +208,8 @@ def check_budget(payload: Payload, budget: int) -> None:
     listing = ", ".join(f"{f.arcname} ({_kib(f.compressed)} zipped)" for f in largest)
     raise BadInput(
         f"payload too large: {_kib(size)} of base64 over the {_kib(budget)} budget; largest: "
-        f"{listing}; exclude files in {IGNORE_FILE} or raise --payload-budget"
+        f"{listing}; exclude files in {IGNORE_FILE}, raise --payload-budget"
+        + (f" {remedy}" if remedy else "")
     )
 
 

@@ -29,6 +29,11 @@ TASK_KEYS = {
 }
 GROUP_KEYS = {"name", "barrier", "ignoreNonleadStatus", "tasks"}
 FILE_KEYS = {"path", "contents", "base64"}
+# inputs: exactly one source per entry, each optionally filtered by a regex
+INPUT_SOURCES = ("task", "url", "dataset")
+INPUT_KEYS = {*INPUT_SOURCES, "regex"}
+URL_SCHEMES = ("s3://", "gs://", "azure://")
+LOCAL_URL_SCHEMES = ("file:///",)  # a directory on this machine: only a --local run reads it
 EXIT_ACTIONS = ("COMPLETE", "FAIL", "RESCHEDULE")
 EXIT_CODES = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")  # "0,1-10,16"
 
@@ -38,8 +43,9 @@ TIMEOUT = re.compile(r"\d+[smhd]")
 _TOKEN_LIKE = re.compile(r"\{\{[^{}]*\}\}")
 
 
-def validate_spec(text: str) -> list[str]:
-    """Every problem found in the rendered spec text, one line each."""
+def validate_spec(text: str, *, local: bool = False) -> list[str]:
+    """Every problem found in the rendered spec text, one line each. `local`: the spec is for
+    a --local run, whose url inputs may also be file:/// directories of this machine."""
     problems = _jinja_leftovers(text)
     try:
         spec = load_yaml(text)
@@ -47,7 +53,7 @@ def validate_spec(text: str) -> list[str]:
         return problems + ["spec is not valid YAML: " + " ".join(str(error).split())]
     if not isinstance(spec, dict):
         return problems + ["spec must be a mapping with a workflow: key"]
-    return problems + _check_spec(spec)
+    return problems + _check_spec(spec, local)
 
 
 def _jinja_leftovers(text: str) -> list[str]:
@@ -64,7 +70,7 @@ def _jinja_leftovers(text: str) -> list[str]:
     return problems
 
 
-def _check_spec(spec: dict[str, Any]) -> list[str]:
+def _check_spec(spec: dict[str, Any], local: bool) -> list[str]:
     problems = [f"unknown top-level key: {key}" for key in spec if key not in TOP_LEVEL]
     if "version" in spec and spec["version"] != 2:
         problems.append(f"version must be 2, not {spec['version']!r}")
@@ -89,6 +95,7 @@ def _check_spec(spec: dict[str, Any]) -> list[str]:
     profiles = set(resources) if isinstance(resources, dict) else set()
     for where, task in located:
         problems += _task(task, where, profiles, names)
+        problems += _inputs(task.get("inputs", []), f"{where}.inputs", names, local)
     return problems
 
 
@@ -252,6 +259,25 @@ def _files(files: Any, where: str) -> list[str]:
         if size > FILE_LIMIT:
             problems.append(f"{at}: {size} bytes, over the {FILE_LIMIT} byte limit of a file "
                             "(one Kubernetes Secret)")
+    return problems
+
+
+def _inputs(inputs: Any, where: str, names: list[Any], local: bool) -> list[str]:
+    """[{task: NAME} | {url: s3://|gs://|azure://...} | {dataset: {...}}, optional regex]."""
+    problems: list[str] = []
+    schemes = URL_SCHEMES + (LOCAL_URL_SCHEMES if local else ())
+    for i, entry in enumerate(_list_of_dicts(inputs, where, problems) if inputs else []):
+        at = f"{where}[{i}]"
+        problems += _unknown(entry, INPUT_KEYS, at)
+        sources = [key for key in INPUT_SOURCES if key in entry]
+        if len(sources) != 1:
+            problems.append(f"{at}: needs exactly one of " + ", ".join(INPUT_SOURCES))
+        elif "url" in entry:
+            url = entry["url"]
+            if not isinstance(url, str) or not url.startswith(schemes):
+                problems.append(f"{at}.url: {url!r} must start with " + ", ".join(schemes))
+        elif "task" in entry and entry["task"] not in names:
+            problems.append(f"{at}.task: {entry['task']!r} names no task of this workflow")
     return problems
 
 

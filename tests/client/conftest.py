@@ -25,8 +25,13 @@ class Result:
 
 
 class FakeOsmo:
-    def __init__(self, record: Path) -> None:
+    def __init__(self, record: Path, bucket: Path) -> None:
         self.record = record
+        self.bucket = bucket  # `s3://b/k` is bucket/s3/b/k
+
+    def object(self, url: str) -> Path:
+        scheme, _, rest = url.partition("://")
+        return self.bucket / scheme / rest
 
     def calls(self) -> list[dict]:
         if not self.record.exists():
@@ -44,7 +49,9 @@ def fake_osmo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeOsmo:
     record = tmp_path / "osmo-calls.jsonl"
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_OSMO_RECORD", str(record))
-    return FakeOsmo(record)
+    bucket = tmp_path / "bucket"
+    monkeypatch.setenv("FAKE_OSMO_BUCKET", str(bucket))
+    return FakeOsmo(record, bucket)
 
 
 @pytest.fixture
@@ -60,6 +67,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(root)
     for _, variable, _ in OVERRIDABLE:  # the developer's own shell must not leak in
         monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("OSMO_INLINE_STORAGE_URL", raising=False)
     return root
 
 

@@ -107,6 +107,15 @@ INVALID = [
      "'75;3006' must be exit codes"),
     ("exit-codes-backwards", lambda s: s + '    exitActions: {FAIL: "10-1"}\n',
      "range 10-1 runs backwards"),
+    ("input-bad-scheme", lambda s: s + '    inputs: [{url: "http://x/y.zip"}]\n',
+     "inputs[0].url: 'http://x/y.zip' must start with s3://, gs://, azure://"),
+    ("input-local-dir-for-osmo", lambda s: s + '    inputs: [{url: "file:///tmp/x"}]\n',
+     "must start with s3://"),
+    ("input-two-sources", lambda s: s + '    inputs: [{url: "s3://b/k", task: a}]\n',
+     "inputs[0]: needs exactly one of task, url, dataset"),
+    ("input-unknown-task", lambda s: s + "    inputs: [{task: b}]\n", "'b' names no task"),
+    ("input-unknown-field", lambda s: s + '    inputs: [{url: "s3://b/k", path: x}]\n',
+     "inputs[0]: unknown field 'path'"),
     ("exit-codes-overlap", lambda s: s + '    exitActions: {COMPLETE: "0-80", RESCHEDULE: "75"}\n',
      "exit code 75 is under both COMPLETE and RESCHEDULE"),
 ]
@@ -124,6 +133,15 @@ def test_each_rule_is_one_problem(edit, message):
     problems = validate_spec(edit(GOOD))
     assert len(problems) == 1, problems
     assert message in problems[0]
+
+
+def test_a_url_input_and_its_token_are_valid_and_a_local_directory_only_for_local_runs():
+    spec = GOOD.replace("{{workflow_id}}", "{{input:0}}") + "    inputs:\n"
+    assert validate_spec(spec + '    - url: "s3://bucket/osmo-inline/abc.zip"\n') == []
+    assert validate_spec(spec + '    - {url: "gs://b/k", regex: ".*zip"}\n') == []
+    local = spec + '    - url: "file:///tmp/store/osmo-inline/abc.zip"\n'
+    assert validate_spec(local, local=True) == []
+    assert len(validate_spec(local)) == 1
 
 
 def test_duplicate_task_names_ignore_case_and_dash_underscore():
