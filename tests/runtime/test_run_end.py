@@ -128,3 +128,25 @@ def test_the_grace_running_out_in_a_hanging_call_still_ends_the_run_killed(
         assert time.monotonic() - signalled < 8 + 2
     assert "the stop grace of 8 s ran out: exiting 75 (retryable) now" in launcher.output
     assert _statuses(mlflow_server, env["EXPERIMENT_NAME"]) == ["KILLED"]
+
+
+def test_an_unreadable_final_checkpoint_is_exit_7_with_the_run_ended(
+        mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    """The highest-iteration file in the run's directory is what gets stored as final; when it
+    turns out unreadable (here: a truncated model_999.pt dropped there while training ran), the
+    launcher says so in one line and exits 7 (checkpoint unusable), not 5 with a traceback,
+    and still closes the metric sender and ends the run."""
+    env = launcher_env(mlflow_server.url, tmp_path / "out",
+                       EXPERIMENT_NAME=f"end-{uuid.uuid4().hex[:8]}")
+    with background_launcher(env, *train_args(40), cwd=tmp_path) as launcher:
+        run_id = launcher.wait_for(r"^run (\w+): ", 120)[1]
+        launcher.wait_for("^it 2/", 120)
+        (tmp_path / "out" / "runs" / run_id / "model_999.pt").write_bytes(b"PK\x03\x04 cut")
+        assert launcher.finish(300) == 7, launcher.output
+    errors = [line for line in launcher.lines if line.startswith("error: ")]
+    assert len(errors) == 1 and "model_999.pt is not a readable checkpoint" in errors[0]
+    assert "Traceback" not in launcher.output
+    assert _statuses(mlflow_server, env["EXPERIMENT_NAME"]) == ["FAILED"]
+    steps = {m.step for m in MlflowClient(mlflow_server.url).get_metric_history(
+        run_id, "Train/mean_reward")}
+    assert steps == set(range(40))  # the metrics were flushed on the way out
