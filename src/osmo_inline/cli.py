@@ -22,6 +22,7 @@ from osmo_inline import artifacts
 from osmo_inline.config import CLIENT_FILLED, DEFAULT_PAYLOAD_BUDGET, SubmitConfig
 from osmo_inline.errors import BadInput, ClientError, SpecInvalid
 from osmo_inline.payload import Payload, build_payload, check_budget, summary
+from osmo_inline.redact import redact, why_secret
 from osmo_inline.render import Template, load_template, load_yaml, render
 from osmo_inline.validate import validate_spec
 
@@ -155,6 +156,14 @@ def split_after_dashes(tokens: Sequence[str]) -> tuple[dict[str, str], tuple[str
         elif token in ("--set", "--set-string"):
             raise BadInput(f"{token} is not needed: write template values as key=value after "
                            "-- (the client renders the template itself)")
+        elif "=" in token and not token.startswith("-"):
+            # Meant as a template value (osmo options start with "-", and osmo takes no
+            # positional key=value): forwarding it would submit a workflow without it.
+            key = token.split("=", 1)[0]
+            raise BadInput(f"bad template value {redact(token)!r} after --: the key "
+                           f"{key!r} is not a name (letters, digits and _, not starting "
+                           "with a digit)" if key else
+                           f"bad template value {redact(token)!r} after --: the key is empty")
         else:
             forwarded.append(token)
     return values, tuple(forwarded), dry_run
@@ -233,6 +242,10 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     if not value["payload_root"].startswith("/"):
         raise BadInput(f"{where['payload_root']} must be an absolute path, not "
                        f"{value['payload_root']!r}")
+    if ".." in value["payload_root"].split("/"):
+        # /workspace/x/.. is /workspace, where Isaac Lab lives: say what the root would be.
+        raise BadInput(f"{where['payload_root']} must not contain '..' components, not "
+                       f"{value['payload_root']!r} (write the directory itself)")
     for name in ("memory", "storage"):
         if not _QUANTITY.fullmatch(value[name]):
             raise BadInput(f"{where[name]} must be a quantity such as 48Gi, not {value[name]!r}")
@@ -290,6 +303,12 @@ def user_values(config: SubmitConfig, template: Template) -> dict[str, object]:
             hint = f"did you mean {close[0]}? " if close else ""
             raise BadInput(f"unknown template value {key!r}: {hint}known keys: "
                            + (", ".join(settable) or "none"))
+    for key, value in config.template_values.items():
+        reason = why_secret(key, value)
+        if reason:  # even when quiet, like a secret left out of the payload
+            print(f"warning: {key}= looks like a credential ({reason}): template values are "
+                  "written into the spec that OSMO stores; pass secrets as OSMO credentials "
+                  "(docs/client.md, Secrets)", file=sys.stderr)
     for name, source in config.explicit.items():
         if name not in template.variables and not config.quiet:
             print(f"note: {source} has no effect: {template.path.name} does not use "
@@ -345,7 +364,8 @@ def _print_dry_run(config: SubmitConfig, spec_text: str, payload: Payload) -> No
     if config.output == "json":
         print(json.dumps({"spec": spec_text, "payload_sha256": payload.sha256,
                           "files": [f.arcname for f in payload.files],
-                          "excluded": [e.path for e in payload.excluded]}, indent=2))
+                          "excluded": [{"path": e.path, "reason": e.describe()}
+                                       for e in payload.excluded]}, indent=2))
     else:
         sys.stdout.write(spec_text)
 
@@ -388,13 +408,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return run(parse_config(argv, environ, Path.cwd()))
     except SpecInvalid as error:
         for problem in error.problems:
-            print(f"{PROG}: spec invalid: {problem}", file=sys.stderr)
+            print(f"{PROG}: spec invalid: {redact(problem)}", file=sys.stderr)
         return error.exit_code
-    except ClientError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+    except ClientError as error:  # messages may quote a value: never print its password
+        print(f"{PROG}: error: {redact(str(error))}", file=sys.stderr)
         return error.exit_code
     except OSError as error:  # unreadable source file, read-only or full disk for .tmp/
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {redact(str(error))}", file=sys.stderr)
         return BadInput.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
