@@ -53,6 +53,8 @@ OVERRIDABLE = (
 # Resource flags: no environment override in the seed.
 RESOURCES = (("gpu", "1"), ("cpu", "8"), ("memory", "48Gi"), ("storage", "80Gi"))
 CHECKPOINT_MODES = ("from-scratch", "warm-start", "resume")
+# Template values the bootstrap reads as PAYLOAD_MAX_EXTRACTED_BYTES / PAYLOAD_MAX_MEMBERS.
+EXTRACTION_LIMITS = ("payload_max_extracted_bytes", "payload_max_members")
 BACKENDS = ("rsl_rl", "skrl")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 _KEY_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
@@ -303,6 +305,9 @@ def user_values(config: SubmitConfig, template: Template) -> dict[str, object]:
             hint = f"did you mean {close[0]}? " if close else ""
             raise BadInput(f"unknown template value {key!r}: {hint}known keys: "
                            + (", ".join(settable) or "none"))
+    for key in EXTRACTION_LIMITS:  # refused here, not by the bootstrap on the cluster
+        if config.template_values.get(key, "").strip():
+            _positive_int(config.template_values[key], f"{key}=")
     for key, value in config.template_values.items():
         reason = why_secret(key, value)
         if reason:  # even when quiet, like a secret left out of the payload

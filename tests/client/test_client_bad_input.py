@@ -41,6 +41,10 @@ BAD_INPUTS = [
     ("env-dotdot-payload-root", [], {"PAYLOAD_ROOT": "/workspace/isaac/../.."}, 2,
      "PAYLOAD_ROOT (environment) must not contain '..' components"),
     # issue 14: a key=value whose key is empty or not a name was forwarded to osmo
+    ("bad-extraction-limit", ["--", "payload_max_members=many"], {}, 2,
+     "payload_max_members= must be a positive integer, not 'many'"),
+    ("zero-extraction-limit", ["--", "payload_max_extracted_bytes=0"], {}, 2,
+     "payload_max_extracted_bytes= must be a positive integer"),
     ("empty-key", ["--", "=value"], {}, 2,
      "bad template value '=value' after --: the key is empty"),
     ("digit-key", ["--", "1x=v"], {}, 2, "the key '1x' is not a name"),

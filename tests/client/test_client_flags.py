@@ -124,6 +124,16 @@ def test_key_values_after_dashes_reach_the_spec_and_dry_run_may_stand_anywhere(p
     assert yaml.safe_load(result.stdout)["workflow"]["name"] == "my-run"
 
 
+def test_extraction_limits_reach_the_bootstrap_environment(project, submit):
+    default = env_of(submit("-q", "--dry-run").stdout)
+    assert (default["PAYLOAD_MAX_EXTRACTED_BYTES"], default["PAYLOAD_MAX_MEMBERS"]) == ("", "")
+    spec = submit("-q", "--dry-run", "--", "payload_max_extracted_bytes=536870912",
+                  "payload_max_members=20000").stdout
+    env = env_of(spec)
+    assert (env["PAYLOAD_MAX_EXTRACTED_BYTES"], env["PAYLOAD_MAX_MEMBERS"]) == (
+        "536870912", "20000")
+
+
 def test_value_may_contain_equals_signs(project, submit):
     uri = "http://mlflow:5000/?a=b"
     spec = submit("--", f"mlflow_tracking_uri={uri}", "--dry-run").stdout
