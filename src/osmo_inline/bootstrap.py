@@ -25,6 +25,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 EXIT_BAD_ENV = 2
 EXIT_PAYLOAD_REFUSED = 8
@@ -50,14 +51,15 @@ def log(message: str) -> None:
     print(f"[bootstrap] {message}", flush=True)
 
 
-class Settings:
+class Settings(NamedTuple):
     """What the environment asks for, checked."""
 
-    def __init__(self, archive: Path, sha256: str, root: Path, sleep: float | None,
-                 limits: dict[str, int]) -> None:
-        self.archive, self.sha256, self.root, self.sleep = archive, sha256, root, sleep
-        self.max_bytes = limits["PAYLOAD_MAX_EXTRACTED_BYTES"]
-        self.max_members = limits["PAYLOAD_MAX_MEMBERS"]
+    archive: Path
+    sha256: str
+    root: Path  # resolved: the directory that would really be touched
+    sleep: float | None
+    max_bytes: int
+    max_members: int
 
 
 def read_environment(environ: dict[str, str]) -> Settings:
@@ -86,7 +88,8 @@ def read_environment(environ: dict[str, str]) -> Settings:
             raise Refused(f"{name} must be a positive integer, not {text!r}", EXIT_BAD_ENV)
         limits[name] = int(text) if text else default
     return Settings(Path(environ["PAYLOAD_ARCHIVE"].strip()), sha256,
-                    payload_root(environ["PAYLOAD_ROOT"].strip()), sleep, limits)
+                    payload_root(environ["PAYLOAD_ROOT"].strip()), sleep,
+                    limits["PAYLOAD_MAX_EXTRACTED_BYTES"], limits["PAYLOAD_MAX_MEMBERS"])
 
 
 def payload_root(text: str) -> Path:
@@ -246,6 +249,8 @@ def main(environ: dict[str, str] | None = None) -> int:
     try:
         settings = read_environment(environ)
         sleep, root = settings.sleep, settings.root
+        if str(root) != environ["PAYLOAD_ROOT"].strip():
+            log(f"PAYLOAD_ROOT {environ['PAYLOAD_ROOT'].strip()} is {root}")
         data = read_verified(settings.archive, settings.sha256)
         log(f"payload sha256 ok ({len(data)} bytes)")
         count = extract(data, settings)

@@ -58,12 +58,13 @@ SECRET_NAMES = (
 SNIFF_BYTES = 16 * 1024
 SNIFF_MAX_SIZE = 256 * 1024
 SECRET_CONTENT = (
-    # (kind, byte strings that must all occur)
-    ("service-account key (content)", (b'"service_account"', b'"private_key"')),
-    ("private key (content)", (b"-----BEGIN ", b"PRIVATE KEY-----")),
-    ("private key (content)", (b"-----BEGIN ", b"PRIVATE KEY BLOCK-----")),  # PGP
-    ("kubeconfig (content)", (b"clusters:", b"contexts:", b"current-context:")),
-    ("AWS credentials (content)", (b"aws_secret_access_key",)),
+    # (kind, how the file starts after blanks, byte strings that must all occur). The start
+    # keeps code that merely names the fields (boto3's aws_secret_access_key= argument) in.
+    ("service-account key (content)", b"{", (b'"service_account"', b'"private_key"')),
+    ("private key (content)", b"", (b"-----BEGIN ", b"PRIVATE KEY-----")),
+    ("private key (content)", b"", (b"-----BEGIN ", b"PRIVATE KEY BLOCK-----")),  # PGP
+    ("kubeconfig (content)", b"", (b"clusters:", b"contexts:", b"current-context:")),
+    ("AWS credentials (content)", b"[", (b"aws_secret_access_key",)),  # an INI file
 )
 
 REASON_BUILD = "cache/build output"
@@ -177,8 +178,9 @@ def secret_by_content(data: bytes) -> str | None:
     head = data[:SNIFF_BYTES]
     if b"\0" in head:  # binary: weights, images, archives
         return None
-    for kind, needles in SECRET_CONTENT:
-        if all(needle in head for needle in needles):
+    start = head.lstrip()
+    for kind, first, needles in SECRET_CONTENT:
+        if start.startswith(first) and all(needle in head for needle in needles):
             return kind
     return None
 

@@ -208,6 +208,7 @@ def test_a_dotdot_root_inside_a_made_root_extracts_where_it_resolves(tmp_path, a
     root = tmp_path / "payload-root"
     result = run_bootstrap(archive, Path(f"{root}/sub/.."), SLEEP_AFTER_UNPACK="0")
     assert result.returncode == 0, result.stderr
+    assert f"PAYLOAD_ROOT {root}/sub/.. is {root}\n" in result.stdout
     assert f"extracted 4 files to {root}\n" in result.stdout
     assert snapshot(root / "src" / "training") == snapshot(tmp_path / "training")
 

@@ -286,6 +286,8 @@ def test_code_and_binaries_that_only_look_similar_are_packed(tmp_path):
         "env_cfg.yaml": b"num_envs: 8\n", "tokenizer.json": b"{}\n",
         "keys.md": b"docs: never paste a -----BEGIN PRIVATE KEY----- here\n",
         "notes.md": b"the private key goes into an OSMO credential\n",
+        "store.py": b"import boto3\nS3 = boto3.client('s3', aws_secret_access_key=KEY)\n",
+        "gcp.py": b'SA = {"type": "service_account", "private_key": read_key()}\n',
         "weights.bin": b"\0" + b"-----BEGIN RSA PRIVATE KEY-----",  # binary: not sniffed
         "big.txt": b"x" * SNIFF_MAX_SIZE + b"-----BEGIN PRIVATE KEY-----",  # too big to sniff
     }
