@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from osmo_inline.payload import Payload
+from osmo_inline.redact import redact_tree
 
 ZIP_NAME = "osmo-training.zip"  # the seed's troubleshooting names
 B64_NAME = "osmo-training.b64"
@@ -53,8 +54,10 @@ def write_spec(spec_text: str, tmp_dir: Path) -> Path:
 
 
 def record_submission(tmp_dir: Path, record: dict[str, object]) -> None:
-    """Append one JSON line; a single short write, so concurrent appends do not interleave."""
-    stamped = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record}
+    """Append one JSON line, credentials in its values redacted; a single short write, so
+    concurrent appends do not interleave."""
+    stamped = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               **redact_tree(record)}
     tmp_dir.mkdir(parents=True, exist_ok=True)
     with open(tmp_dir / LOG_NAME, "a", encoding="utf-8") as log:
         log.write(json.dumps(stamped, sort_keys=True) + "\n")

@@ -22,6 +22,7 @@ from osmo_inline import artifacts, storage
 from osmo_inline.config import CLIENT_FILLED, DEFAULT_PAYLOAD_BUDGET, SubmitConfig
 from osmo_inline.errors import BadInput, ClientError, SpecInvalid
 from osmo_inline.payload import Payload, build_payload, summary
+from osmo_inline.redact import redact, why_secret
 from osmo_inline.render import Template, load_template, load_yaml, render
 from osmo_inline.validate import validate_spec
 
@@ -52,6 +53,8 @@ OVERRIDABLE = (
 # Resource flags: no environment override in the seed.
 RESOURCES = (("gpu", "1"), ("cpu", "8"), ("memory", "48Gi"), ("storage", "80Gi"))
 CHECKPOINT_MODES = ("from-scratch", "warm-start", "resume")
+# Template values the bootstrap reads as PAYLOAD_MAX_EXTRACTED_BYTES / PAYLOAD_MAX_MEMBERS.
+EXTRACTION_LIMITS = ("payload_max_extracted_bytes", "payload_max_members")
 BACKENDS = ("rsl_rl", "skrl")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 _KEY_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
@@ -162,6 +165,14 @@ def split_after_dashes(tokens: Sequence[str]) -> tuple[dict[str, str], tuple[str
         elif token in ("--set", "--set-string"):
             raise BadInput(f"{token} is not needed: write template values as key=value after "
                            "-- (the client renders the template itself)")
+        elif "=" in token and not token.startswith("-"):
+            # Meant as a template value (osmo options start with "-", and osmo takes no
+            # positional key=value): forwarding it would submit a workflow without it.
+            key = token.split("=", 1)[0]
+            raise BadInput(f"bad template value {redact(token)!r} after --: the key "
+                           f"{key!r} is not a name (letters, digits and _, not starting "
+                           "with a digit)" if key else
+                           f"bad template value {redact(token)!r} after --: the key is empty")
         else:
             forwarded.append(token)
     return values, tuple(forwarded), dry_run
@@ -242,6 +253,10 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     if not value["payload_root"].startswith("/"):
         raise BadInput(f"{where['payload_root']} must be an absolute path, not "
                        f"{value['payload_root']!r}")
+    if ".." in value["payload_root"].split("/"):
+        # /workspace/x/.. is /workspace, where Isaac Lab lives: say what the root would be.
+        raise BadInput(f"{where['payload_root']} must not contain '..' components, not "
+                       f"{value['payload_root']!r} (write the directory itself)")
     for name in ("memory", "storage"):
         if not _QUANTITY.fullmatch(value[name]):
             raise BadInput(f"{where[name]} must be a quantity such as 48Gi, not {value[name]!r}")
@@ -301,6 +316,15 @@ def user_values(config: SubmitConfig, template: Template) -> dict[str, object]:
             hint = f"did you mean {close[0]}? " if close else ""
             raise BadInput(f"unknown template value {key!r}: {hint}known keys: "
                            + (", ".join(settable) or "none"))
+    for key in EXTRACTION_LIMITS:  # refused here, not by the bootstrap on the cluster
+        if config.template_values.get(key, "").strip():
+            _positive_int(config.template_values[key], f"{key}=")
+    for key, value in config.template_values.items():
+        reason = why_secret(key, value)
+        if reason:  # even when quiet, like a secret left out of the payload
+            print(f"warning: {key}= looks like a credential ({reason}): template values are "
+                  "written into the spec that OSMO stores; pass secrets as OSMO credentials "
+                  "(docs/client.md, Secrets)", file=sys.stderr)
     for name, source in config.explicit.items():
         if name not in template.variables and not config.quiet:
             print(f"note: {source} has no effect: {template.path.name} does not use "
@@ -374,7 +398,8 @@ def _print_dry_run(config: SubmitConfig, spec_text: str, payload: Payload,
                           "delivery": delivery.kind, "payload_url": delivery.object_url,
                           "storage": stored,
                           "files": [f.arcname for f in payload.files],
-                          "excluded": [e.path for e in payload.excluded]}, indent=2))
+                          "excluded": [{"path": e.path, "reason": e.describe()}
+                                       for e in payload.excluded]}, indent=2))
     else:
         sys.stdout.write(spec_text)
 
@@ -418,13 +443,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return run(parse_config(argv, environ, Path.cwd()))
     except SpecInvalid as error:
         for problem in error.problems:
-            print(f"{PROG}: spec invalid: {problem}", file=sys.stderr)
+            print(f"{PROG}: spec invalid: {redact(problem)}", file=sys.stderr)
         return error.exit_code
-    except ClientError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+    except ClientError as error:  # messages may quote a value: never print its password
+        print(f"{PROG}: error: {redact(str(error))}", file=sys.stderr)
         return error.exit_code
     except OSError as error:  # unreadable source file, read-only or full disk for .tmp/
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {redact(str(error))}", file=sys.stderr)
         return BadInput.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -20,6 +20,7 @@ from pathlib import Path
 from osmo_inline.errors import BadInput
 from osmo_inline.local_plan import LocalPlan, build_plan
 from osmo_inline.local_process import run_task
+from osmo_inline.redact import redact, redact_tree
 
 RUNS_DIR = Path(".osmo-inline") / "runs"
 # The runtime's closing line (training.launch) that tells how to continue; repeated in our
@@ -34,7 +35,7 @@ def new_local_id() -> str:
 
 def _say(message: str, quiet: bool) -> None:
     if not quiet:
-        print(message, file=sys.stderr, flush=True)
+        print(redact(message), file=sys.stderr, flush=True)
 
 
 def _write_run_dir(plan: LocalPlan, run_dir: Path, local_id: str, workflow_id: str) -> None:
@@ -43,8 +44,9 @@ def _write_run_dir(plan: LocalPlan, run_dir: Path, local_id: str, workflow_id: s
     for file in plan.files:
         file.host_path.parent.mkdir(parents=True, exist_ok=True)
         file.host_path.write_bytes(file.data)
-    # What ran, for the record: the next person debugging this run reads it here.
-    record = {
+    # What ran, for the record: the next person debugging this run reads it here (with any
+    # password in a value hidden: the task itself gets the real environment).
+    record = redact_tree({
         "local_id": local_id,
         "workflow_id": workflow_id,
         "task": plan.task_name,
@@ -52,7 +54,7 @@ def _write_run_dir(plan: LocalPlan, run_dir: Path, local_id: str, workflow_id: s
         "argv": plan.argv,
         "environment": plan.task_env,
         "path_map": {container: str(host) for container, host in plan.path_map.items()},
-    }
+    })
     (run_dir / "local-run.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -123,5 +125,5 @@ def run_spec(
             f"  MLflow store:  {plan.store.tracking_uri}",
             f"  MLflow UI:     {plan.store.ui_command()}",
         ]
-    print("\n".join(lines), file=sys.stderr, flush=True)
+    print(redact("\n".join(lines)), file=sys.stderr, flush=True)
     return exit_code

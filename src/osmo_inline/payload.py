@@ -32,10 +32,39 @@ BUILD_OUTPUT = (
     "*.egg-info/", "build/", "dist/", "logs/", "outputs/", "mlruns/", "wandb/", ".tmp/",
     ".DS_Store",
 )
-# Credentials: never packaged (the spec is stored by OSMO), and always listed so users notice.
-SECRETS = (
-    ".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
-    "*.p12", "*.pfx", ".netrc", ".pypirc", ".git-credentials", ".npmrc", "kubeconfig",
+# Credentials: never packaged (the spec is stored by OSMO), always listed so users notice.
+# Matched against the lower-cased name, so `SERVER.PEM` is `*.pem`; `name/` matches a
+# directory only, `a/b/` a directory whose path ends so. Each kind is the reason reported.
+_DATA = ("json", "yaml", "yml", "toml", "ini", "cfg", "conf", "txt", "properties")
+SECRET_NAMES = (
+    ("cloud CLI credentials directory", (
+        ".aws/", ".azure/", ".kube/", ".ssh/", ".gnupg/", ".docker/", ".oci/",
+        ".config/gcloud/")),
+    ("kubeconfig", ("kubeconfig", "kubeconfig.*", "kubeconfig-*", "*.kubeconfig")),
+    ("private key or key store", (
+        "*.pem", "*.key", "*.p12", "*.pfx", "*.ppk", "*.jks", "*.keystore", "id_rsa*",
+        "id_dsa*", "id_ecdsa*", "id_ed25519*")),
+    ("environment file", (".env", "*.env", ".env.*")),
+    ("token cache", ("msal_token_cache*", "*token*cache*", "accesstokens.json")),
+    ("credentials file", (
+        ".netrc", "_netrc", ".pypirc", ".npmrc", ".htpasswd", ".pgpass", "*credentials",
+        *(f"*credentials.{ext}" for ext in _DATA), "service-account*.json",
+        "service_account*.json")),
+    ("secrets file", tuple(f"*{stem}.{ext}" for stem in ("secret", "secrets") for ext in _DATA)),
+)
+# Content kinds, looked for in the first SNIFF_BYTES of files of at most SNIFF_MAX_SIZE bytes
+# that could be text (no NUL byte there). The packed files are read anyway, so this costs no
+# extra read: a key file is found whatever its name.
+SNIFF_BYTES = 16 * 1024
+SNIFF_MAX_SIZE = 256 * 1024
+SECRET_CONTENT = (
+    # (kind, how the file starts after blanks, byte strings that must all occur). The start
+    # keeps code that merely names the fields (boto3's aws_secret_access_key= argument) in.
+    ("service-account key (content)", b"{", (b'"service_account"', b'"private_key"')),
+    ("private key (content)", b"", (b"-----BEGIN ", b"PRIVATE KEY-----")),
+    ("private key (content)", b"", (b"-----BEGIN ", b"PRIVATE KEY BLOCK-----")),  # PGP
+    ("kubeconfig (content)", b"", (b"clusters:", b"contexts:", b"current-context:")),
+    ("AWS credentials (content)", b"[", (b"aws_secret_access_key",)),  # an INI file
 )
 
 REASON_BUILD = "cache/build output"
@@ -48,7 +77,11 @@ _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold
 # Records are NamedTuples: a dataclass costs a millisecond of start-up each.
 class Excluded(NamedTuple):
     path: str  # relative to the source dir, "/" at the end for a directory
-    reason: str
+    reason: str  # REASON_BUILD, REASON_IGNORED or REASON_SECRET
+    kind: str = ""  # for a secret: which rule found it ("private key (content)", ...)
+
+    def describe(self) -> str:
+        return f"{self.reason}: {self.kind}" if self.kind else self.reason
 
 
 class PackedFile(NamedTuple):
@@ -70,19 +103,24 @@ class Payload(NamedTuple):
 
 
 class _NameList:
-    """The built-in lists: plain names, `*suffix` and `prefix*`, `name/` for directories only,
-    matched against a file or directory name with string tests (a regex per pattern would be
-    the slowest part of a dry run's start-up)."""
+    """Built-in name patterns, matched with string tests (a regex per pattern would be the
+    slowest part of a dry run's start-up): plain names, `*suffix`, `prefix*`, other globs
+    with `*` (pieces in order), `name/` for directories only, `a/b/` for a directory path's
+    end."""
 
-    def __init__(self, patterns: tuple[str, ...]) -> None:
+    def __init__(self, patterns: Iterable[str]) -> None:
+        patterns = tuple(patterns)
+        self._paths = tuple("/" + p.rstrip("/") for p in patterns if "/" in p.rstrip("/"))
         self._tests = {dir_only: self._split(p.rstrip("/") for p in patterns
-                                             if p.endswith("/") == dir_only)
+                                             if p.endswith("/") == dir_only
+                                             and "/" not in p.rstrip("/"))
                        for dir_only in (False, True)}
 
     @staticmethod
-    def _split(patterns: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]:
-        """(names, suffixes, prefixes)"""
-        names, suffixes, prefixes = set(), [], []
+    def _split(patterns: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...],
+                                                 tuple[str, ...], tuple[list[str], ...]]:
+        """(names, suffixes, prefixes, the pieces of other globs)"""
+        names, suffixes, prefixes, globs = set(), [], [], []
         for pattern in patterns:
             if "*" not in pattern:
                 names.add(pattern)
@@ -91,19 +129,60 @@ class _NameList:
             elif pattern.endswith("*") and "*" not in pattern[:-1]:
                 prefixes.append(pattern[:-1])
             else:
-                raise ValueError(f"not a name, *suffix or prefix* pattern: {pattern}")
-        return frozenset(names), tuple(suffixes), tuple(prefixes)
+                globs.append(pattern.split("*"))
+        return frozenset(names), tuple(suffixes), tuple(prefixes), tuple(globs)
 
-    def matches(self, name: str, is_dir: bool) -> bool:
+    @staticmethod
+    def _glob(pieces: list[str], name: str) -> bool:
+        first, *middle, last = pieces
+        if not (name.startswith(first) and name.endswith(last)
+                and len(name) >= len(first) + len(last)):
+            return False
+        at, end = len(first), len(name) - len(last)
+        for piece in middle:
+            at = name.find(piece, at, end)
+            if at < 0:
+                return False
+            at += len(piece)
+        return True
+
+    def matches(self, name: str, is_dir: bool, rel_path: str = "") -> bool:
+        if is_dir and self._paths and ("/" + rel_path).endswith(self._paths):
+            return True
         return any(
             name in names or name.endswith(suffixes) or name.startswith(prefixes)
-            for dir_only, (names, suffixes, prefixes) in self._tests.items()
+            or any(self._glob(pieces, name) for pieces in globs)
+            for dir_only, (names, suffixes, prefixes, globs) in self._tests.items()
             if is_dir or not dir_only
         )
 
 
 _BUILD_OUTPUT = _NameList(BUILD_OUTPUT)
-_SECRETS = _NameList(SECRETS)
+_SECRETS_BY_KIND = tuple((kind, _NameList(patterns)) for kind, patterns in SECRET_NAMES)
+
+
+def secret_by_name(rel_path: str, is_dir: bool) -> str | None:
+    """The kind of credential a path's name says it holds (case-insensitive), or None."""
+    lowered = rel_path.lower()
+    name = lowered.rsplit("/", 1)[-1]
+    for kind, names in _SECRETS_BY_KIND:
+        if names.matches(name, is_dir, lowered):
+            return kind
+    return None
+
+
+def secret_by_content(data: bytes) -> str | None:
+    """The kind of credential a small text file's first bytes show, or None."""
+    if len(data) > SNIFF_MAX_SIZE:
+        return None
+    head = data[:SNIFF_BYTES]
+    if b"\0" in head:  # binary: weights, images, archives
+        return None
+    start = head.lstrip()
+    for kind, first, needles in SECRET_CONTENT:
+        if start.startswith(first) and all(needle in head for needle in needles):
+            return kind
+    return None
 
 
 def read_ignore_file(source: Path) -> GitIgnoreSpec | None:
@@ -121,19 +200,21 @@ def read_ignore_file(source: Path) -> GitIgnoreSpec | None:
         raise BadInput(f"{path}: {error}") from None
 
 
-def _exclusion(rel_path: str, is_dir: bool, ignored: GitIgnoreSpec | None) -> str | None:
-    name = rel_path.rsplit("/", 1)[-1]
+def _exclusion(rel_path: str, is_dir: bool, ignored: GitIgnoreSpec | None) -> Excluded | None:
     # Secrets first and always: no ignore pattern brings one back, and one that an ignore
     # pattern also matches is still reported as a secret.
-    if _SECRETS.matches(name, is_dir):
-        return REASON_SECRET
+    listed = rel_path + "/" if is_dir else rel_path
+    kind = secret_by_name(rel_path, is_dir)
+    if kind is not None:
+        return Excluded(listed, REASON_SECRET, kind)
     if ignored is not None:
         # The ignore file comes after the built-in list, as later lines do in a .gitignore:
         # it may leave out more, or bring back (`!build/`) what the list leaves out.
-        verdict = ignored.check_file(rel_path + "/" if is_dir else rel_path).include
+        verdict = ignored.check_file(listed).include
         if verdict is not None:
-            return REASON_IGNORED if verdict else None
-    return REASON_BUILD if _BUILD_OUTPUT.matches(name, is_dir) else None
+            return Excluded(listed, REASON_IGNORED) if verdict else None
+    name = rel_path.rsplit("/", 1)[-1]
+    return Excluded(listed, REASON_BUILD) if _BUILD_OUTPUT.matches(name, is_dir) else None
 
 
 def _collect(source: Path, ignored: GitIgnoreSpec | None) -> tuple[list[str], list[Excluded]]:
@@ -149,9 +230,9 @@ def _collect(source: Path, ignored: GitIgnoreSpec | None) -> tuple[list[str], li
         for entry in names:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             is_dir = entry.is_dir(follow_symlinks=False)
-            reason = _exclusion(rel, is_dir, ignored)
-            if reason is not None:
-                excluded.append(Excluded(rel + "/" if is_dir else rel, reason))
+            left_out = _exclusion(rel, is_dir, ignored)
+            if left_out is not None:
+                excluded.append(left_out)
             elif entry.is_symlink():
                 raise BadInput(
                     f"symlink in the source tree: {source / rel} -> {os.readlink(entry.path)}; "
@@ -174,14 +255,16 @@ def build_payload(source: Path) -> Payload:
         raise BadInput(f"source directory not found: {source} (run inside the project, or "
                        "pass --source DIR)")
     files, excluded = _collect(source, read_ignore_file(source))
-    if not files:
-        raise BadInput(f"nothing to package: {source} has no files left after the excludes")
     buffer = io.BytesIO()
     packed = []
     with zipfile.ZipFile(buffer, "w") as archive:
         for rel in files:
             path = source / rel
             data = path.read_bytes()
+            kind = secret_by_content(data)
+            if kind is not None:
+                excluded.append(Excluded(rel, REASON_SECRET, kind))
+                continue
             executable = path.stat().st_mode & stat.S_IXUSR
             info = zipfile.ZipInfo(f"{ARCHIVE_PREFIX}/{rel}", date_time=_FIXED_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -189,6 +272,9 @@ def build_payload(source: Path) -> Payload:
             info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
             archive.writestr(info, data, compresslevel=9)
             packed.append(PackedFile(info.filename, len(data), info.compress_size))
+    if not packed:
+        raise BadInput(f"nothing to package: {source} has no files left after the excludes")
+    excluded.sort(key=lambda item: item.path)
     zip_bytes = buffer.getvalue()
     return Payload(zip_bytes, tuple(packed), tuple(excluded), hashlib.sha256(zip_bytes).hexdigest(),
                    base64.b64encode(zip_bytes).decode("ascii"))
@@ -225,7 +311,7 @@ def summary(payload: Payload) -> list[str]:
         f"zip, {_kib(base64_size(len(payload.zip_bytes)))} base64",
         f"payload sha256: {payload.sha256}",
     ]
-    lines += [f"excluded ({item.reason}): {item.path}" for item in payload.excluded]
+    lines += [f"excluded ({item.describe()}): {item.path}" for item in payload.excluded]
     if payload.secrets:
         lines.append("secrets were NOT packaged: " + ", ".join(payload.secrets))
     return lines

@@ -33,6 +33,27 @@ BAD_INPUTS = [
     ("cpu-zero", ["--cpu", "0"], {}, 2, "--cpu must be a positive integer"),
     ("memory-word", ["--memory", "lots"], {}, 2, "--memory must be a quantity"),
     ("relative-payload-root", ["-p", "payload"], {}, 2, "must be an absolute path"),
+    # issue 18: /workspace/x/.. is /workspace, which the bootstrap would have emptied
+    ("dotdot-payload-root", ["-p", "/workspace/x/.."], {}, 2,
+     "-p/--payload-root must not contain '..' components, not '/workspace/x/..'"),
+    ("dotdot-payload-root-inside", ["-p", "/workspace/../etc/payload"], {}, 2,
+     "must not contain '..' components"),
+    ("env-dotdot-payload-root", [], {"PAYLOAD_ROOT": "/workspace/isaac/../.."}, 2,
+     "PAYLOAD_ROOT (environment) must not contain '..' components"),
+    # issue 14: a key=value whose key is empty or not a name was forwarded to osmo
+    ("bad-extraction-limit", ["--", "payload_max_members=many"], {}, 2,
+     "payload_max_members= must be a positive integer, not 'many'"),
+    ("zero-extraction-limit", ["--", "payload_max_extracted_bytes=0"], {}, 2,
+     "payload_max_extracted_bytes= must be a positive integer"),
+    ("empty-key", ["--", "=value"], {}, 2,
+     "bad template value '=value' after --: the key is empty"),
+    ("digit-key", ["--", "1x=v"], {}, 2, "the key '1x' is not a name"),
+    ("dash-key", ["--", "a-b=v"], {}, 2, "the key 'a-b' is not a name"),
+    ("dot-key", ["--", "a.b=v"], {}, 2, "the key 'a.b' is not a name"),
+    ("empty-key-among-osmo-options", ["--", "--pool", "p", "=v", "--priority", "LOW"], {}, 2,
+     "the key is empty"),
+    ("bad-key-hides-its-password", ["--", "my-uri=https://u:hunter2@127.0.0.1/"], {}, 2,
+     "bad template value 'my-uri=https://***@127.0.0.1/'"),
     ("empty-task", ["-t", ""], {}, 2, "--task must be a non-empty word"),
     ("bad-output", ["--output", "yaml"], {}, 2, "invalid choice: 'yaml'"),
     ("workflow-id-without-local", ["--workflow-id", "w-1"], {}, 2, "only applies to --local"),
@@ -155,3 +176,20 @@ def test_osmo_that_cannot_run_exits_4(project, submit, monkeypatch, tmp_path):
     result = submit()
     assert result.code == 4
     assert "cannot run" in result.stderr
+
+
+def test_osmo_options_written_with_equals_are_still_forwarded(project, submit, fake_osmo):
+    result = submit("--", "--pool=gpu-pool", "--priority=LOW", "seed=3")
+    assert result.code == 0, result.stderr
+    [call] = fake_osmo.calls()
+    assert call["argv"][3:5] == ["--pool=gpu-pool", "--priority=LOW"]
+
+
+def test_an_error_that_quotes_a_value_hides_its_password(project, submit, fake_osmo):
+    result = submit("--", 'mlflow_tracking_uri=https://u:hunter2@127.0.0.1/"')
+    assert result.code == 2
+    assert "hunter2" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("submit-training: error: value of mlflow_tracking_uri")
+    assert "'https://***@127.0.0.1/\"'" in error
+    assert fake_osmo.calls() == [] and not (project / ".tmp").exists()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
+import zipfile
 
 import pytest
 import yaml
@@ -120,6 +124,16 @@ def test_key_values_after_dashes_reach_the_spec_and_dry_run_may_stand_anywhere(p
     assert yaml.safe_load(result.stdout)["workflow"]["name"] == "my-run"
 
 
+def test_extraction_limits_reach_the_bootstrap_environment(project, submit):
+    default = env_of(submit("-q", "--dry-run").stdout)
+    assert (default["PAYLOAD_MAX_EXTRACTED_BYTES"], default["PAYLOAD_MAX_MEMBERS"]) == ("", "")
+    spec = submit("-q", "--dry-run", "--", "payload_max_extracted_bytes=536870912",
+                  "payload_max_members=20000").stdout
+    env = env_of(spec)
+    assert (env["PAYLOAD_MAX_EXTRACTED_BYTES"], env["PAYLOAD_MAX_MEMBERS"]) == (
+        "536870912", "20000")
+
+
 def test_value_may_contain_equals_signs(project, submit):
     uri = "http://mlflow:5000/?a=b"
     spec = submit("--", f"mlflow_tracking_uri={uri}", "--dry-run").stdout
@@ -154,6 +168,41 @@ def test_submission_is_recorded(project, submit, fake_osmo):
     assert record["time"]
 
 
+SECRET_URI = "https://user:hunter2@127.0.0.1:5000/mlflow?sig=abc123&sv=2024"
+
+
+def test_a_password_in_a_value_is_redacted_in_the_record_and_warned_about(
+    project, submit, fake_osmo
+):
+    result = submit("--", f"mlflow_tracking_uri={SECRET_URI}", "--pool", "p")
+    assert result.code == 0, result.stderr
+    # The spec must carry the real value (the container needs it) ...
+    assert env_of(fake_osmo.calls()[0]["spec"])["MLFLOW_TRACKING_URI"] == SECRET_URI
+    # ... the record of it does not, and one line says how to pass a secret instead.
+    log = (project / ".tmp" / "submissions.jsonl").read_text()
+    assert "hunter2" not in log and "abc123" not in log
+    [record] = [json.loads(line) for line in log.splitlines()]
+    assert record["parameters"]["mlflow_tracking_uri"] == (
+        "https://***@127.0.0.1:5000/mlflow?sig=***&sv=2024")
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warning.startswith("warning: mlflow_tracking_uri= looks like a credential (a URI "
+                              "with a user[:password]@ part)")
+    assert "OSMO credentials" in warning
+    assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize(("value", "warned"), [
+    ("mlflow_tracking_uri=https://127.0.0.1:5000", False),
+    ("mlflow_tracking_uri=https://tok@127.0.0.1:5000", True),
+    ("mlflow_tracking_uri=https://127.0.0.1/?token=abc", True),
+    ("experiment_name=token-study", False),
+])
+def test_the_warning_is_for_values_that_look_like_credentials(project, submit, value, warned):
+    result = submit("-q", "--dry-run", "--", value)
+    assert result.code == 0, result.stderr
+    assert ("warning:" in result.stderr) == warned  # even with --quiet
+
+
 def test_json_output_and_text_output_of_osmo(project, submit, fake_osmo):
     result = submit("--output", "json", "--", "--format-type", "text")
     assert result.code == 0, result.stderr
@@ -182,12 +231,16 @@ def test_help_lists_every_flag(project, submit, capsys):
         submit("--help")
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
+    # Whole names only: "--workflow" must not be satisfied by "--workflow-id".
+    words = set(re.findall(r"(?<![\w-])(-{1,2}[A-Za-z][\w-]*|[A-Z][A-Z_]+)(?![\w-])", text))
     for flag in ("--task", "--num-envs", "--max-iterations", "--image", "--checkpoint-uri",
                  "--checkpoint-mode", "--register-checkpoint", "--run-smoke-test",
                  "--workflow", "--payload-root", "--sleep-after-unpack", "--backend", "--gpu",
                  "--cpu", "--memory", "--storage", "--source", "--payload-budget", "--local",
-                 "--quiet", "--output", "--workflow-id", "TRAINING_BACKEND"):
-        assert flag in text
+                 "--quiet", "--output", "--workflow-id", "--no-auto-resume", "--dry-run",
+                 "-t", "-n", "-m", "-i", "-c", "-M", "-r", "-s", "-w", "-p", "-b", "-q",
+                 "TRAINING_BACKEND", "PAYLOAD_ROOT", "AUTO_RESUME"):
+        assert flag in words, flag
 
 
 def test_users_own_template_variables_are_discovered(project, submit):
@@ -212,7 +265,7 @@ def test_dry_run_json_output(project, submit):
     answer = json.loads(result.stdout)
     assert env_of(answer["spec"])["PAYLOAD_SHA256"] == answer["payload_sha256"]
     assert answer["files"] == ["src/training/__init__.py", "src/training/launch.py"]
-    assert answer["excluded"] == [".env"]
+    assert answer["excluded"] == [{"path": ".env", "reason": "secret: environment file"}]
 
 
 def test_osmo_special_tokens_are_allowed_in_values(project, submit):
@@ -266,6 +319,11 @@ def test_paths_given_on_the_command_line_are_relative_to_where_it_runs(project, 
     assert result.code == 0, result.stderr
     assert yaml.safe_load(result.stdout)["workflow"]["tasks"][0]["environment"]["MINE"] == "yes"
     assert (project / ".tmp" / "osmo-training.zip").is_file()  # still the project's .tmp/
+    # What is packaged is the --source tree (experiments/code), not the project's src/training.
+    [payload] = [f for f in task_of(result.stdout)["files"] if f["path"].endswith("payload.zip")]
+    with zipfile.ZipFile(io.BytesIO(base64.b64decode(payload["contents"]))) as archive:
+        assert archive.namelist() == ["src/training/train.py"]
+        assert archive.read("src/training/train.py") == b"print('mine')\n"
 
 
 def test_outside_any_project_the_error_says_what_to_do(tmp_path, submit, monkeypatch):

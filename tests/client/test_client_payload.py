@@ -5,13 +5,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 
-from osmo_inline.payload import REASON_BUILD, REASON_IGNORED, REASON_SECRET, build_payload
+from osmo_inline.payload import (
+    REASON_BUILD,
+    REASON_IGNORED,
+    REASON_SECRET,
+    SNIFF_MAX_SIZE,
+    build_payload,
+)
 
 FILES = {
     "__init__.py": b'"""pkg"""\n',
@@ -186,3 +194,107 @@ def test_a_bad_ignore_pattern_is_one_clear_error(project, submit):
     [line] = result.stderr.splitlines()
     assert ".payloadignore" in line and "'!'" in line
     assert not (project / ".tmp").exists()
+
+
+PRIVATE_KEY = (b"-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA" + b"A" * 64
+               + b"\n-----END RSA PRIVATE KEY-----\n")
+SERVICE_ACCOUNT = (b'{\n  "type": "service_account",\n  "project_id": "p",\n'
+                   b'  "private_key_id": "abc",\n  "private_key": "-----BEGIN PRIVATE KEY-----'
+                   b'\\nMIIE\\n-----END PRIVATE KEY-----\\n",\n  "client_email": "x@p.iam"\n}\n')
+KUBECONFIG = (b"apiVersion: v1\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n"
+              b"  name: c\ncontexts:\n- context:\n    cluster: c\n    user: u\n  name: c\n"
+              b"current-context: c\nkind: Config\nusers:\n- name: u\n  user:\n"
+              b"    token: hunter2\n")
+# The issue's repro: each of these went into the spec. (path, content, reason shown)
+ISSUE_REPRO = {
+    ".aws/credentials": (b"[default]\naws_secret_access_key = hunter2\n",
+                         "secret: cloud CLI credentials directory", ".aws/"),
+    ".kube/config": (KUBECONFIG, "secret: cloud CLI credentials directory", ".kube/"),
+    "service-account.json": (SERVICE_ACCOUNT, "secret: credentials file", None),
+    "SERVER.PEM": (PRIVATE_KEY, "secret: private key or key store", None),
+    ".azure/msal_token_cache.json": (b'{"AccessToken": {"x": {"secret": "hunter2"}}}',
+                                     "secret: cloud CLI credentials directory", ".azure/"),
+    "prod.env": (b"DB_PASSWORD=hunter2\n", "secret: environment file", None),
+    "secrets.yaml": (b"password: hunter2\n", "secret: secrets file", None),
+    ".htpasswd": (b"admin:$apr1$hunter2\n", "secret: credentials file", None),
+}
+
+
+def write_files(tree: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(data)
+    return tree
+
+
+def test_the_issues_credentials_are_left_out_with_their_reason(project, submit):
+    """Each file from issue 18's repro is left out and named with its reason: on stderr and
+    in the dry run's json."""
+    source = write_files(project / "src" / "training",
+                         {rel: data for rel, (data, _, _) in ISSUE_REPRO.items()})
+    result = submit("--dry-run", "--output", "json")
+    assert result.code == 0, result.stderr
+    answer = json.loads(result.stdout)
+    listed = {item["path"]: item["reason"] for item in answer["excluded"]}
+    for rel, (_, reason, directory) in ISSUE_REPRO.items():
+        assert listed[directory or rel] == reason, rel
+        assert f"excluded ({reason}): {directory or rel}\n" in result.stderr
+    assert answer["files"] == ["src/training/__init__.py", "src/training/launch.py"]
+    zip_bytes = (project / ".tmp" / "osmo-training.zip").read_bytes()
+    assert b"hunter2" not in zip_bytes and b"hunter2" not in answer["spec"].encode()
+    assert b"PRIVATE KEY" not in base64.b64decode(base64.b64encode(zip_bytes))
+    assert source.joinpath("SERVER.PEM").exists()  # left out, never touched
+
+
+@pytest.mark.parametrize(("rel", "data", "kind"), [
+    ("certs/tls_cert.txt", PRIVATE_KEY, "private key (content)"),
+    ("keys/deploy", b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n", "private key (content)"),
+    ("gpg.asc", b"-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQ\n", "private key (content)"),
+    ("configs/gcp.json", SERVICE_ACCOUNT, "service-account key (content)"),
+    ("configs/cluster.yaml", KUBECONFIG, "kubeconfig (content)"),
+    ("configs/aws.ini", b"[p]\naws_access_key_id=A\naws_secret_access_key=B\n",
+     "AWS credentials (content)"),
+])
+def test_credentials_are_found_by_content_whatever_their_name(tmp_path, rel, data, kind):
+    tree = write_files(tmp_path / "t", {"launch.py": b"print(1)\n", rel: data})
+    payload = build_payload(tree)
+    assert [(e.path, e.reason, e.kind) for e in payload.excluded] == [
+        (rel, REASON_SECRET, kind)]
+    assert [f.arcname for f in payload.files] == ["src/training/launch.py"]
+
+
+@pytest.mark.parametrize("rel", [
+    ".AWS/credentials", "Prod.ENV", ".env.local", "home/.config/gcloud/adc.json",
+    "KUBECONFIG", "dev.kubeconfig", "azure/MSAL_TOKEN_CACHE.bin", "my_token_cache.json",
+    "aws_credentials", "application_default_credentials.json", ".git-credentials",
+    ".netrc", ".pypirc", ".npmrc", "k8s-secret.yml", "Secrets.JSON", "client.P12",
+    "store.pfx", "tls.key", "id_ed25519", ".ssh/known_hosts", "credentials",
+])
+def test_credentials_are_found_by_name_case_insensitively(tmp_path, rel):
+    tree = write_files(tmp_path / "t", {"launch.py": b"print(1)\n", rel: b"x\n"})
+    payload = build_payload(tree)
+    assert [f.arcname for f in payload.files] == ["src/training/launch.py"]
+    [left_out] = payload.excluded
+    assert left_out.reason == REASON_SECRET and left_out.kind
+    assert rel.startswith(left_out.path.rstrip("/"))
+
+
+def test_code_and_binaries_that_only_look_similar_are_packed(tmp_path):
+    files = {
+        "launch.py": b"print(1)\n", "secrets_check.py": b"def check(): ...\n",
+        "credentials.py": b"def azure(): ...\n", "envs/__init__.py": b"",
+        "env_cfg.yaml": b"num_envs: 8\n", "tokenizer.json": b"{}\n",
+        "keys.md": b"docs: never paste a -----BEGIN PRIVATE KEY----- here\n",
+        "notes.md": b"the private key goes into an OSMO credential\n",
+        "store.py": b"import boto3\nS3 = boto3.client('s3', aws_secret_access_key=KEY)\n",
+        "gcp.py": b'SA = {"type": "service_account", "private_key": read_key()}\n',
+        "weights.bin": b"\0" + b"-----BEGIN RSA PRIVATE KEY-----",  # binary: not sniffed
+        "big.txt": b"x" * SNIFF_MAX_SIZE + b"-----BEGIN PRIVATE KEY-----",  # too big to sniff
+    }
+    tree = write_files(tmp_path / "t", files)
+    payload = build_payload(tree)
+    assert sorted(f.arcname.removeprefix("src/training/") for f in payload.files) == sorted(
+        set(files) - {"keys.md"})
+    # keys.md quotes a PEM key header, which is taken for a key (and listed, so the user sees
+    # it); a file that merely mentions a private key is packed.
+    assert [e.path for e in payload.excluded] == ["keys.md"]

@@ -382,3 +382,21 @@ def test_an_unwritable_project_is_one_clear_error(project: Path) -> None:
     state.write_text("a file where the state directory should be")
     with pytest.raises(BadInput, match="cannot write the local run directory"):
         run_spec(task_spec("pass"), project_dir=project, quiet=True, workflow_id=None)
+
+
+def test_a_password_in_the_environment_is_hidden_in_local_run_json_but_reaches_the_task(
+    project: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    uri = "https://user:hunter2@127.0.0.1:9/mlflow?sig=abc123&sv=2024"
+    spec = task_spec(REPORT_SCRIPT, environment={"MLFLOW_TRACKING_URI": uri})
+    assert run_spec(spec, project_dir=project, quiet=False, workflow_id=None) == 0
+    out_err = capfd.readouterr()
+    env = json.loads(next(x for x in out_err.out.splitlines() if x.startswith("{")))["env"]
+    assert env["MLFLOW_TRACKING_URI"] == uri  # the task gets the real one
+    (run,) = run_dirs(project)
+    record = json.loads((run / "local-run.json").read_text())
+    assert record["environment"]["MLFLOW_TRACKING_URI"] == (
+        "https://***@127.0.0.1:9/mlflow?sig=***&sv=2024")
+    assert "hunter2" not in (run / "local-run.json").read_text()
+    assert "hunter2" not in out_err.err
+
