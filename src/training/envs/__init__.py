@@ -9,6 +9,7 @@ The launcher calls exactly::
     handle.max_iterations  # the agent cfg's defaults; the launcher decides what is used
     handle.save_interval
     handle.seed            # the seed the env and the agent use
+    handle.params          # Isaac Lab: {"params/env.yaml": ..., "params/agent.yaml": ...}
     handle.close()
 
 Which path a task takes:
@@ -28,7 +29,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class EnvHandle:
     save_interval: int  # the agent cfg's default: iterations between checkpoints
     seed: int
     _close: Callable[[], None]
+    # Isaac Lab tasks: the resolved cfgs as upstream dumps them, {"params/env.yaml": text, ...}
+    params: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         self._close()
