@@ -41,8 +41,10 @@ Standard library only at import: this module is imported before the dependency c
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import importlib.util
 import os
+import platform
 import sys
 import threading
 from collections.abc import Callable
@@ -65,6 +67,14 @@ class App:
     def started(self) -> bool:
         return self.release is not None
 
+    def versions(self) -> dict[str, str]:
+        """Tags for the run: the Isaac Lab release and package versions, Isaac Sim's and
+        Python's (empty where there is no app or no such package)."""
+        return {"isaaclab_release": self.release or "",
+                "isaaclab_version": _version_of("isaaclab") if self.started else "",
+                "isaacsim_version": _version_of("isaacsim") if self.started else "",
+                "python_version": platform.python_version()}
+
     def exit(self, code: int) -> int:
         """End the launcher with ``code``. Without an app: flush and return it (the caller
         exits). With one: never returns (see module doc)."""
@@ -77,6 +87,14 @@ class App:
 
 
 NO_APP = App()
+
+
+def _version_of(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:  # 2.x images install isaaclab from source
+        module = sys.modules.get(package)
+        return str(getattr(module, "__version__", ""))
 
 
 def flush_stdio() -> None:

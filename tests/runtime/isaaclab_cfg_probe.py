@@ -215,6 +215,7 @@ def handle_for(case: dict[str, Any], backend: ProbeBackend) -> EnvHandle:
     agent_cfg.device = "cpu"
     agent_cfg = compat.adapt_rsl_rl_cfg(agent_cfg, rsl_rl.RSL_RL_VERSION)
     handle = backend.wrap_isaaclab_env(_Placeholder(), agent_cfg, device="cpu")
+    # 2.x env cfg modules import isaaclab.sim / assets (omni) at module level: no env cfg here
     handle.params = compat.params_texts({"task": case["task"]}, agent_cfg)
     return handle
 
