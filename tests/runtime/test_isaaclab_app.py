@@ -56,13 +56,15 @@ def test_every_exit_code_survives_the_app(release: str, mlflow_server: MlflowSer
                           "--checkpoint-mode", "resume", cwd=tmp_path)
     assert_clean_failure(no_uri, 2, "CHECKPOINT_URI")
 
-    # 7: an unusable checkpoint, found once the app is up
+    # 7: an unusable checkpoint, found once the app is up (started with cameras, as asked)
     garbage = tmp_path / "model_3.pt"
     garbage.write_bytes(b"not a checkpoint")
-    unusable = run_launcher(_env(release, mlflow_server.url, tmp_path), *train_args(2),
+    unusable = run_launcher(_env(release, mlflow_server.url, tmp_path, ENABLE_CAMERAS="true"),
+                            *train_args(2),
                             "--checkpoint-uri", str(garbage), "--checkpoint-mode", "warm-start",
                             cwd=tmp_path)
     assert _app_started(unusable.stderr, release), unusable.stderr
+    assert "enable_cameras=True" in unusable.stderr
     assert_clean_failure(unusable, 7, "not a readable checkpoint")
 
     # 5: training failed (the tracking URI is not an MLflow server)
