@@ -19,3 +19,16 @@ for version in 2.3.3 3.0.1; do
   target=.ci/deps/rsl_rl-$version
   [ -d "$target" ] || "${pip[@]}" --no-deps --target "$target" "rsl-rl-lib==$version"
 done
+
+# Isaac Lab's own sources for the tests (tests/support/isaaclab_releases.py): the PyPI wheels
+# carry the isaaclab, isaaclab_rl, isaaclab_tasks ... trees (2.x under isaaclab/source/<pkg>,
+# 3.0 at the top level). --no-deps: Isaac Sim itself is not installed (a stand-in plays its app).
+# 3.0.0 asks for Python 3.12 in its metadata; its sources parse and import with 3.11.
+# What their cfg code imports: isaaclab.utils (configclass) warp, toml, trimesh (2.3) and
+# lazy_loader (3.0); 3.0's task registry (resolve_task_config) hydra-core.
+"${pip[@]}" warp-lang==1.19.0 toml==0.10.2 trimesh==4.5.3 lazy-loader==0.6 hydra-core==1.3.2
+for version in 2.2.0 2.3.2.post1 3.0.0; do
+  target=.ci/deps/isaaclab-$version
+  [ -d "$target" ] || "${pip[@]}" --no-deps --ignore-requires-python --target "$target" \
+    "isaaclab==$version"
+done

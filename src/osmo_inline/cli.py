@@ -24,6 +24,7 @@ from osmo_inline.errors import BadInput, ClientError, SpecInvalid
 from osmo_inline.payload import Payload, build_payload, summary
 from osmo_inline.redact import redact, why_secret
 from osmo_inline.render import Template, load_template, load_yaml, render
+from osmo_inline.task_names import task_for_image
 from osmo_inline.validate import validate_spec
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ OVERRIDABLE = (
     ("sleep_after_unpack", "SLEEP_AFTER_UNPACK", ""),
     ("backend", "TRAINING_BACKEND", "rsl_rl"),
     ("auto_resume", "AUTO_RESUME", "true"),
+    ("enable_cameras", "ENABLE_CAMERAS", "0"),
 )
 # Resource flags: no environment override in the seed.
 RESOURCES = (("gpu", "1"), ("cpu", "8"), ("memory", "48Gi"), ("storage", "80Gi"))
@@ -71,7 +73,7 @@ after --:
 environment overrides (a flag beats its variable):
   TASK NUM_ENVS MAX_ITERATIONS IMAGE PAYLOAD_ROOT RUN_AZURE_SMOKE_TEST CHECKPOINT_URI
   CHECKPOINT_MODE REGISTER_CHECKPOINT SLEEP_AFTER_UNPACK TRAINING_BACKEND AUTO_RESUME
-  OSMO_INLINE_STORAGE_URL (or storage_url= after --)
+  OSMO_INLINE_STORAGE_URL (or storage_url= after --) ENABLE_CAMERAS
 
 exit codes: 0 ok, 2 bad input, 3 spec invalid, 4 osmo missing, 5/6/7/8 osmo exit 1/2/10/75,
 9 other osmo failure; with --local, the task's own exit code.
@@ -105,8 +107,8 @@ def build_parser() -> _Parser:
     )
     # Defaults are None so that an absent flag falls back to its environment variable.
     add = parser.add_argument
-    add("-t", "--task", help="Isaac Lab task or gymnasium id "
-        "(default: Isaac-Velocity-Rough-Anymal-C-v0)")
+    add("-t", "--task", help="Isaac Lab task or gymnasium id (default: "
+        "Isaac-Velocity-Rough-Anymal-C-v0; on a 3.x image its 3.0 name)")
     add("-n", "--num-envs", metavar="COUNT", help="parallel environments (default: 2048)")
     add("-m", "--max-iterations", metavar="N", help="learning iterations (default: the task's)")
     add("-i", "--image", help="container image (default: nvcr.io/nvidia/isaac-lab:2.2.0)")
@@ -128,6 +130,8 @@ def build_parser() -> _Parser:
     add("--sleep-after-unpack", metavar="SECONDS",
         help="after extraction, sleep this long and exit without training (inspection)")
     add("-b", "--backend", metavar="NAME", help="rsl_rl (default) or skrl")
+    add("--enable-cameras", dest="enable_cameras", action="store_const", const="1",
+        help="start Isaac Sim with camera rendering (tasks with camera sensors)")
     add("--gpu", help="GPUs (default: 1)")
     add("--cpu", help="CPUs (default: 8)")
     add("--memory", help="memory (default: 48Gi)")
@@ -240,6 +244,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     smoke = value["run_azure_smoke_test"].strip().lower()
     if smoke not in _TRUE + _FALSE:
         raise BadInput(f"{where['run_azure_smoke_test']} must be 1 or 0, not {smoke!r}")
+    cameras = value["enable_cameras"].strip().lower()
+    if cameras not in _TRUE + _FALSE:
+        raise BadInput(f"{where['enable_cameras']} must be 1 or 0, not {cameras!r}")
     auto_resume = value["auto_resume"].strip().lower() or "true"
     if auto_resume not in _TRUE + _FALSE:
         raise BadInput(f"{where['auto_resume']} must be true or false, not {auto_resume!r}")
@@ -265,8 +272,10 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     max_iterations = value["max_iterations"].strip()
     project_dir = find_project_dir(cwd)
 
+    task = task_for_image(value["task"], value["image"], where["task"])
+
     return SubmitConfig(
-        task=value["task"],
+        task=task,
         num_envs=_positive_int(value["num_envs"], where["num_envs"]),
         max_iterations=_positive_int(max_iterations, where["max_iterations"])
         if max_iterations else None,
@@ -297,6 +306,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         delivery=flags.delivery,
         storage_url=storage_url,
         explicit={name: source for name, source in where.items() if source != "default"},
+        enable_cameras=cameras in _TRUE,
     )
 
 

@@ -55,6 +55,7 @@ class SubmitConfig(NamedTuple):
     # template variable -> the flag or environment variable that set it, for those not left
     # at their default (a template that ignores one of them earns the user a note)
     explicit: Mapping[str, str] = {}
+    enable_cameras: bool = False  # Isaac Sim with camera rendering
 
     @property
     def tmp_dir(self) -> Path:
@@ -75,6 +76,7 @@ class SubmitConfig(NamedTuple):
             "payload_root": self.payload_root,
             "sleep_after_unpack": self.sleep_after_unpack,
             "backend": self.backend,
+            "enable_cameras": 1 if self.enable_cameras else 0,
             "gpu": self.gpu,
             "cpu": self.cpu,
             "memory": self.memory,

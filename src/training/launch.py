@@ -22,7 +22,6 @@ Every error a user can cause maps to its exit code in one table, :data:`EXIT_COD
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sys
@@ -117,7 +116,7 @@ def launch(argv: Sequence[str]) -> tuple[int, App]:
         for name, value in MLFLOW_HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
         app = start_app(config, reinstall_signals=stop.install)
-        return run(config, stop, download_dir), app
+        return run(config, stop, app, download_dir), app
     except StopRequested:  # a signal before training started: nothing to save
         print("stopped before training started; exiting 75 (retryable)", flush=True)
         return EXIT_RETRYABLE, app
@@ -131,7 +130,7 @@ def launch(argv: Sequence[str]) -> tuple[int, App]:
         shutil.rmtree(download_dir, ignore_errors=True)  # checkpoints fetched to start from
 
 
-def run(config: RunConfig, stop: GracefulStop, download_dir: Path) -> int:
+def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> int:
     """Steps 5 to 8; heavy imports start here."""
     from training.backends import load_backend
     from training.envs import make_env
@@ -155,7 +154,7 @@ def run(config: RunConfig, stop: GracefulStop, download_dir: Path) -> int:
                     else EXIT_OK)
         save_interval = config.save_interval or env_handle.save_interval
         settings = run_settings(config, env_handle, max_iterations, save_interval,
-                                backend.versions())
+                                {**backend.versions(), **app.versions()})
         with TrackedRun(config, backend, stop, env_handle, device=device,
                         max_iterations=max_iterations, save_interval=save_interval,
                         settings=settings, resumed=resumed, target=target) as tracked:
@@ -228,7 +227,6 @@ def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_i
         "seed": str(env_handle.seed),
         "backend": config.backend,
         **versions,
-        **runtime_versions(),
         "env_kind": str(env_handle.kind),
         "checkpoint_mode": config.checkpoint_mode,
         "checkpoint_uri": config.checkpoint_uri if config.uses_checkpoint else "",
@@ -236,18 +234,6 @@ def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_i
         "workflow_id": config.workflow_id or "",
         "image": config.image or "",
     }
-
-
-def runtime_versions() -> dict[str, str]:
-    """Python, and Isaac Lab / Isaac Sim where installed, for the run's record."""
-    import importlib.metadata
-    import platform
-
-    found = {"python_version": platform.python_version()}
-    for distribution in ("isaaclab", "isaacsim"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[f"{distribution}_version"] = importlib.metadata.version(distribution)
-    return found
 
 
 def _default_device() -> str:

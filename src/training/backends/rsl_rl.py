@@ -209,6 +209,12 @@ def build_runner(
     return runner
 
 
+def random_episode_starts(agent_cfg: dict[str, Any]) -> bool:
+    """Isaac Lab 3.0 agent cfgs carry ``init_at_random_ep_len`` (False for some tasks); 2.x
+    cfgs and ours do not, and their train scripts pass True."""
+    return bool(agent_cfg.get("init_at_random_ep_len", True))
+
+
 def train(
     env_handle: EnvHandle,
     *,
@@ -231,7 +237,8 @@ def train(
     if stopped:  # asked to stop before the first iteration: nothing new to save
         return TrainResult(start, start, init.path if init is not None else None, True)
     try:
-        runner.learn(max_iterations - start, init_at_random_ep_len=True)
+        runner.learn(max_iterations - start,
+                     init_at_random_ep_len=random_episode_starts(env_handle.agent_cfg))
     except _StopRequested:
         stopped = True
     return TrainResult(start, runner.done, runner.last_checkpoint, stopped)

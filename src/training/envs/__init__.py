@@ -9,6 +9,7 @@ The launcher calls exactly::
     handle.max_iterations  # the agent cfg's defaults; the launcher decides what is used
     handle.save_interval
     handle.seed            # the seed the env and the agent use
+    handle.cfg_files       # {"params/env.yaml": ..., "params/agent.yaml": ...} (Isaac Lab)
     handle.close()
 
 Which path a task takes:
