@@ -138,7 +138,7 @@ class ResolvedWorkspace:
     token_expires_on: int
 
 
-@functools.lru_cache(maxsize=None)  # one workspace request per process (smoke test, launcher)
+@functools.cache  # one workspace request per process (smoke test, launcher)
 def resolve_workspace(workspace: tuple[str, str, str]) -> ResolvedWorkspace:
     """Token, then the workspace's MLflow tracking URI (which registers the credential with
     azureml-mlflow for that URI). AzureError, one line, when either fails."""

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.config import RunConfig
 from training import azure
+from training.config import RunConfig
 from training.tracking import (
     TrackingTarget,
     experiment_id_for,

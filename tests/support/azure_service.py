@@ -78,11 +78,12 @@ class TestCertificates:
 
     @classmethod
     def create(cls, directory: Path) -> TestCertificates:
+        import ipaddress
+
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import NameOID
-        import ipaddress
 
         directory.mkdir(parents=True, exist_ok=True)
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -559,3 +560,16 @@ def assert_loopback_credential_environment(env: dict[str, str] | os._Environ) ->
         host = urllib.parse.urlsplit(value).hostname
         assert host == "127.0.0.1", f"{name}={value!r}: a credential must stay on loopback"
 
+
+
+GUARD_DIR = Path(__file__).resolve().parent / "loopback_guard"
+
+
+def child_env(base: dict[str, str], guard_log: Path) -> dict[str, str]:
+    """base plus the loopback guard (support/loopback.py) for a child process: its
+    sitecustomize first on PYTHONPATH, refused connects written to guard_log."""
+    assert_loopback_credential_environment(base)
+    env = dict(base)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(GUARD_DIR), env.get("PYTHONPATH")]))
+    env["LOOPBACK_GUARD_LOG"] = str(guard_log)
+    return env
