@@ -9,10 +9,18 @@ from collections.abc import Iterator
 
 import pytest
 from support import loopback
-from support.azure_service import AzureService, assert_loopback_credential_environment
+from support.azure_service import (
+    AZURITE_BIN,
+    AzureService,
+    assert_loopback_credential_environment,
+)
 from support.mlflow_server import MlflowServer
 
 pytest.importorskip("azure.ai.ml", reason="the azure extra is not installed (scripts/setup.sh)")
+pytest.importorskip("azureml.mlflow", reason="azureml-mlflow is not installed (scripts/setup.sh)")
+if not AZURITE_BIN.exists():
+    pytest.skip(f"Azurite is not installed at {AZURITE_BIN} (scripts/setup.sh, needs npm)",
+                allow_module_level=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -70,15 +70,15 @@ def test_smoke_test_passes_and_fetches_the_workspace_once(azure_env, azure_servi
     config = parse_config(["--task", "InvertedPendulum-v5"], azure_env)
     before = len(_workspace_requests(azure_service))
     passed, results = run_smoke_test(config)
+    # The launcher resolves its tracking target after the smoke test: still the same answer.
+    target = resolve_tracking_target(config)
+    assert len(_workspace_requests(azure_service)) - before == 1
     assert passed, results
     rows = {r.name: r for r in results}
     assert rows["Azure credential"].detail.startswith("WorkloadIdentityCredential: token")
     assert rows["Azure ML workspace"].detail == f"{WORKSPACE_NAME} (loopback)"
     assert "azureml://127.0.0.1:" in rows["MLflow round trip"].detail
-    # The launcher resolves its tracking target after the smoke test: still the same answer.
-    target = resolve_tracking_target(config)
     assert target.source == "azureml" and target.uri.startswith("azureml://127.0.0.1:")
-    assert len(_workspace_requests(azure_service)) - before == 1
 
 
 # --------------------------------------------------------------------------- credentials
