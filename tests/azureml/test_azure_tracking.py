@@ -7,6 +7,7 @@ server, artifacts uploaded to and downloaded from Azurite through SAS URLs. No p
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -161,10 +162,14 @@ def test_training_tracked_in_azure_ml_uploads_registers_and_fetches_back(
     model = f"pendulum-{tag}"
     folder, env = _attempt(azure_service, tmp_path, "attempt-1", WORKFLOW_ID=f"wf-{tag}",
                            EXPERIMENT_NAME=f"azure-{tag}", REGISTER_CHECKPOINT=model)
-    result = run_launcher(env, *train_args(4, "--save-interval", "2"), cwd=folder,
-                          timeout=LAUNCH_TIMEOUT_S)
+    workspace_gets = len(_workspace_requests(azure_service))
+    result = run_launcher(env, *train_args(4, "--save-interval", "2", "--run-smoke-test"),
+                          cwd=folder, timeout=LAUNCH_TIMEOUT_S)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "tracking: azureml://127.0.0.1:" in result.stdout
+    assert re.search(r"Azure ML workspace +ok +mlw-loopback", result.stdout), result.stdout
+    # The smoke test and the launcher share the process's one workspace request.
+    assert len(_workspace_requests(azure_service)) - workspace_gets == 1
     run_id = run_id_from(result.stdout)
     use_tracking_target(resolve_tracking_target(parse_config(["--task", "x"], azure_env)))
     client = MlflowClient()
