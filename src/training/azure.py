@@ -103,14 +103,20 @@ def build_credential(environ: Mapping[str, str] = os.environ) -> Any:
         if not token_file.is_file():
             raise AzureError(f"workload identity: AZURE_FEDERATED_TOKEN_FILE={token_file} does "
                              f"not exist (is the service account token projected into the pod?)")
-        from azure.identity import WorkloadIdentityCredential
-
+        WorkloadIdentityCredential = _identity().WorkloadIdentityCredential  # noqa: N806
         return WorkloadIdentityCredential(
             tenant_id=workload["AZURE_TENANT_ID"], client_id=workload["AZURE_CLIENT_ID"],
             token_file_path=str(token_file))
-    from azure.identity import DefaultAzureCredential
+    return _identity().DefaultAzureCredential(exclude_interactive_browser_credential=True)
 
-    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+
+def _identity() -> Any:
+    try:
+        import azure.identity
+    except ImportError as error:  # SKIP_PIP_INSTALL=1 on an image without the azure extra
+        raise AzureError(f"azure-identity is not installed ({error}); it is in "
+                         "src/training/requirements.txt, 'only: azure'") from error
+    return azure.identity
 
 
 def acquire_token(credential: Any) -> Any:
@@ -123,7 +129,7 @@ def acquire_token(credential: Any) -> Any:
 
 
 def workspace_client(workspace: tuple[str, str, str], credential: Any) -> Any:
-    from azure.ai.ml import MLClient
+    from azure.ai.ml import MLClient  # an ImportError becomes resolve_workspace's AzureError
 
     subscription_id, resource_group, name = workspace
     return MLClient(credential, subscription_id, resource_group, name)
