@@ -13,8 +13,7 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" -c constraints.txt -e '.[runtime,azure,dev]'
 # azureml-mlflow without its dependencies: its mlflow-skinny<=3.15 pin would move MLflow (see
 # the azure extra in pyproject.toml; its other requirements come with that extra).
-.venv/bin/python -c 'import azureml.mlflow' 2>/dev/null \
-  || "${pip[@]}" --no-deps azureml-mlflow==1.62.0.post6
+"${pip[@]}" --no-deps azureml-mlflow==1.62.0.post6
 
 # Azurite, the Azure blob store emulator the Azure ML tests upload artifacts to (npm; Node 20+).
 if [ ! -x .ci/azurite/node_modules/.bin/azurite-blob ]; then
