@@ -10,7 +10,19 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 
 # torch first, pinned: anything that asks for plain `torch` would otherwise pull a CUDA build.
 "${pip[@]}" torch==2.13.0
-"${pip[@]}" -c constraints.txt -e '.[runtime,dev]'
+"${pip[@]}" -c constraints.txt -e '.[runtime,azure,dev]'
+# azureml-mlflow without its dependencies: its mlflow-skinny<=3.15 pin would move MLflow (see
+# the azure extra in pyproject.toml; its other requirements come with that extra).
+"${pip[@]}" --no-deps azureml-mlflow==1.62.0.post6
+
+# Azurite, the Azure blob store emulator the Azure ML tests upload artifacts to (npm; Node 20+).
+if [ ! -x .ci/azurite/node_modules/.bin/azurite-blob ]; then
+  if command -v npm >/dev/null; then
+    npm install --silent --no-audit --no-fund --prefix .ci/azurite azurite@3.37.0
+  else
+    echo "setup: npm not found; the Azure ML tests (tests/azureml) will be skipped" >&2
+  fi
+fi
 
 # The older rsl-rl releases that Isaac Lab images ship (2.2 -> 2.3.3, 2.3 -> 3.0.1), each in
 # its own directory: the compatibility tests put one first on sys.path. Pure Python; they share

@@ -62,6 +62,9 @@ class RunConfig:
     # Azure ML workspace (subscription, resource group, workspace) when all three are set.
     azure_workspace: tuple[str, str, str] | None
     mlflow_tracking_uri: str | None
+    # Where experiments this run creates keep their artifacts (MLFLOW_ARTIFACT_LOCATION), for a
+    # store whose own default is not wanted (a sqlite store's is ./mlruns of the current dir).
+    mlflow_artifact_location: str | None = None
     # Continue the run of an earlier attempt of the same workflow (WORKFLOW_ID) if there is one.
     auto_resume: bool = True
     stop_grace_s: float = DEFAULT_STOP_GRACE_S
@@ -73,6 +76,12 @@ class RunConfig:
     @property
     def uses_checkpoint(self) -> bool:
         return self.checkpoint_mode != "from-scratch"
+
+    @property
+    def uses_azure_ml(self) -> bool:
+        """Tracking in an Azure ML workspace: its three variables, or an azureml:// URI."""
+        return self.azure_workspace is not None or (
+            self.mlflow_tracking_uri or "").startswith("azureml://")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +189,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         headless=True,
         azure_workspace=azure_values if all(azure_values) else None,  # type: ignore[arg-type]
         mlflow_tracking_uri=value(None, "MLFLOW_TRACKING_URI"),
+        mlflow_artifact_location=value(None, "MLFLOW_ARTIFACT_LOCATION"),
         auto_resume=auto_resume,
         stop_grace_s=_positive_seconds(value(None, "STOP_GRACE_S"), "STOP_GRACE_S")
         or DEFAULT_STOP_GRACE_S,

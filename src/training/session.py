@@ -23,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training import checkpoints, tracking
+from training import azure, checkpoints, tracking
 from training.backends.base import Checkpoint, TrainHooks, TrainResult
 from training.config import RunConfig
 from training.resume import ATTEMPTS_TAG, ResumePoint
@@ -75,8 +75,9 @@ class TrackedRun:
 
         self.client = MlflowClient()
         config, resumed = self.config, self.resumed
-        tags = {**self.settings,
-                ATTEMPTS_TAG: str(resumed.attempt if resumed is not None else 1)}
+        tags = azure.fit_tags({**self.settings,
+                               ATTEMPTS_TAG: str(resumed.attempt if resumed is not None else 1)},
+                              self.target.uri)
         try:
             experiment_id = tracking.experiment_id_for(config.experiment_name, self.target)
             self.run_id = tracking.start_run(config, experiment_id, tags=tags,
@@ -89,7 +90,9 @@ class TrackedRun:
             self.stop.set_last_words(lambda: self._end("KILLED"))
             self._log_settings()
             self.log_dir = tracking.log_dir_for(config, self.run_id)
-            self._metrics = tracking.MetricLogger(self.client, self.run_id)
+            self._metrics = tracking.MetricLogger(
+                self.client, self.run_id,
+                batch_size=azure.limits_for(self.target.uri).max_metrics_per_batch)
             self._uploader = checkpoints.CheckpointUploader(
                 self.client, self.run_id, ready=self._metrics_handled_before)
         except BaseException:
