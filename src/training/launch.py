@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from training.app import NO_APP, App, start_app
 from training.config import ConfigError, RunConfig, parse_config
-from training.deps import MissingDependencyError, ensure_dependencies
+from training.deps import ensure_dependencies
 from training.stop import GracefulStop, StopRequested
 
 if TYPE_CHECKING:
@@ -60,32 +60,34 @@ MLFLOW_HTTP_DEFAULTS = {
 }
 
 
-class SmokeFailed(Exception):
-    """The smoke test failed (exit 4); nothing was trained."""
+# Errors a user can cause -> the README's exit code; (module, class, code). Looked up in
+# sys.modules, not imported: an error of a module that was never imported cannot have been
+# raised, and the table must work before the heavy packages are there (exit 3).
+EXIT_CODES = (
+    ("training.config", "ConfigError", EXIT_BAD_INPUT),
+    ("training.envs", "TaskError", EXIT_BAD_INPUT),
+    ("training.deps", "MissingDependencyError", EXIT_MISSING_DEPENDENCY),
+    ("training.smoke", "SmokeFailed", EXIT_SMOKE_FAILED),
+    ("training.tracking", "TrackingError", EXIT_TRAINING_FAILED),
+    ("training.session", "TrainingFailed", EXIT_TRAINING_FAILED),
+    ("training.registry", "RegistrationError", EXIT_REGISTRATION_FAILED),
+    ("training.checkpoints", "CheckpointUnavailable", EXIT_CHECKPOINT_UNUSABLE),
+    ("training.backends.base", "CheckpointError", EXIT_CHECKPOINT_UNUSABLE),
+)
 
 
 def exit_code_for(error: BaseException) -> int | None:
     """The README's exit code for an error a user can cause; None for a bug (exit 5 with its
-    traceback). The one place that maps errors to codes."""
-    from training.backends.base import CheckpointError
-    from training.checkpoints import CheckpointUnavailable
-    from training.envs import TaskError
-    from training.registry import RegistrationError
-    from training.session import TrainingFailed
-    from training.store import StoreFailure
-    from training.tracking import TrackingError
-
-    if isinstance(error, StoreFailure):
+    traceback). The one place that maps errors to codes; a store failure carries its own
+    (75 when the store did not answer, 5 when it refused: training.store)."""
+    store = sys.modules.get("training.store")
+    if store is not None and isinstance(error, store.StoreFailure):
         return error.exit_code
-    codes: tuple[tuple[type[BaseException], int], ...] = (
-        (ConfigError, EXIT_BAD_INPUT), (TaskError, EXIT_BAD_INPUT),
-        (MissingDependencyError, EXIT_MISSING_DEPENDENCY), (SmokeFailed, EXIT_SMOKE_FAILED),
-        (TrackingError, EXIT_TRAINING_FAILED), (TrainingFailed, EXIT_TRAINING_FAILED),
-        (RegistrationError, EXIT_REGISTRATION_FAILED),
-        (CheckpointUnavailable, EXIT_CHECKPOINT_UNUSABLE),
-        (CheckpointError, EXIT_CHECKPOINT_UNUSABLE),
-    )
-    return next((code for kind, code in codes if isinstance(error, kind)), None)
+    for module_name, class_name, code in EXIT_CODES:
+        kind = getattr(sys.modules.get(module_name), class_name, None)
+        if kind is not None and isinstance(error, kind):
+            return code
+    return None
 
 
 def fail(code: int, message: str) -> int:
@@ -164,7 +166,7 @@ def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> 
 
 
 def smoke_test(config: RunConfig) -> None:
-    from training.smoke import format_table, run_smoke_test
+    from training.smoke import SmokeFailed, format_table, run_smoke_test
 
     passed, results = run_smoke_test(config)
     print(format_table(results), flush=True)

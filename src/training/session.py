@@ -18,7 +18,7 @@ import contextlib
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,14 +156,12 @@ class TrackedRun:
         if final is None:
             raise TrainingFailed("training wrote no checkpoint")
         final_info = self.backend.inspect_checkpoint(final)
-        assert self._metrics is not None
-        self._metrics.wait_handled_through(final_info.iteration - 1,
-                                           self.stop.time_left(METRICS_RESERVE_S))
+        deadline = self.stop.deadline_for(self.config.upload_timeout_s, UPLOAD_RESERVE_S)
         try:
+            # Like every checkpoint, the final one goes only after the metrics before it.
+            self._wait_for_metrics(final_info.iteration - 1, deadline)
             store_final(self.client, self.config, self.backend, self.run_id, final_info,
-                        from_checkpoint=init,
-                        deadline=self.stop.deadline_for(self.config.upload_timeout_s,
-                                                        UPLOAD_RESERVE_S))
+                        from_checkpoint=init, deadline=deadline)
         except Exception as error:
             # Retryable when the store did not answer: on a cluster the file goes with the
             # pod, and a rescheduled attempt resumes from the last stored checkpoint.
@@ -177,6 +175,14 @@ class TrackedRun:
             register_final(self.client, self.config, self.run_id, self.settings, final_info)
         self.succeeded = True
         return 0
+
+    def _wait_for_metrics(self, step: int, deadline: Callable[[], float]) -> None:
+        """Until every metric of steps <= step is stored or counted lost; TimeoutError (the
+        store did not answer) when deadline() passes first."""
+        assert self._metrics is not None
+        while not self._metrics.wait_handled_through(step, 0.5):
+            if time.monotonic() >= deadline():
+                raise TimeoutError("the metrics before it did not reach the store in time")
 
     def _finish_after_stop(self, result: TrainResult) -> int:
         """The backend saved at the iteration boundary and returned: store that checkpoint (and

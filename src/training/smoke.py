@@ -27,6 +27,10 @@ from training.tracking import (
 )
 
 
+class SmokeFailed(Exception):
+    """The smoke test failed (exit 4); nothing was trained."""
+
+
 @dataclass(frozen=True)
 class CheckResult:
     name: str
