@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.isaaclab_extension import ISAACLAB_EXTENSION
 
 from osmo_inline import requirements
 from osmo_inline.payload_tasks import GYMNASIUM_IDS_FILE, gymnasium_ids
@@ -18,24 +19,6 @@ REGISTRATION = '''\
 import gymnasium
 
 gymnasium.register(id="GantryReach-v0", entry_point=f"{__name__}.env:GantryReachEnv")
-'''
-# An Isaac Lab extension package as Isaac Lab's extension template writes one: the ids are
-# registered in a subpackage's __init__, with cfg entry points into the package itself.
-EXTENSION = '''\
-import gymnasium as gym
-
-from . import agents
-
-gym.register(
-    id="MyRobot-Reach-v0",
-    entry_point="isaaclab.envs:ManagerBasedRLEnv",
-    disable_env_checker=True,
-    kwargs={
-        "env_cfg_entry_point": f"{__name__}.reach_env_cfg:ReachEnvCfg",
-        "rsl_rl_cfg_entry_point": f"{agents.__name__}.rsl_rl_ppo_cfg:PPORunnerCfg",
-        "skrl_cfg_entry_point": f"{agents.__name__}:skrl_ppo_cfg.yaml",
-    },
-)
 '''
 
 
@@ -91,11 +74,8 @@ def test_gymnasium_and_isaaclab_ids_need_no_payload_registration(project, submit
 
 
 def test_an_extension_package_named_by_task_module_is_read_and_sent(project, submit) -> None:
-    package = project / "src/training/my_robot"
-    write(package / "__init__.py", "from . import tasks\n")
-    write(package / "tasks/__init__.py", "")
-    write(package / "tasks/reach/__init__.py", EXTENSION)
-    write(package / "tasks/reach/agents/__init__.py", "")
+    for name, text in ISAACLAB_EXTENSION.items():
+        write(project / "src/training" / name, text)
     result = submit("-t", "MyRobot-Reach-v0", "--task-module", "my_robot", "--task-module",
                     "training.my_robot.tasks", "--dry-run")
     assert result.code == 0, result.stderr

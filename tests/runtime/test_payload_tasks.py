@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from launcher_runs import assert_clean_failure, launcher_env, run_launcher
+from support.isaaclab_extension import ISAACLAB_EXTENSION
 from support.rslrl_versions import DEPS_DIR
 
 from training.config import ConfigError, parse_config
@@ -113,76 +114,12 @@ def test_a_torch_pin_is_refused_before_anything_is_installed(tmp_path: Path) -> 
     requirements.write_text(requirements.read_text() + "osmo-inline-absent>=1\ntorch==2.5.0\n")
     env = payload_env(src, tmp_path)
     env.pop("SKIP_PIP_INSTALL")  # installing is allowed: the refusal must come before it
+    env["PIP_NO_INDEX"] = "1"  # and were it to come after, pip would still stay offline
     result = run_launcher(env, "--task", "GantryReach-v0", "--num_envs", "2", cwd=tmp_path)
     assert_clean_failure(result, 2, "requirements.txt: torch==2.5.0 would replace what the "
                          "image ships")
     assert "installing" not in result.stdout + result.stderr
     assert "osmo-inline-absent" not in result.stdout + result.stderr
-
-
-ISAACLAB_EXTENSION = {
-    # An Isaac Lab extension package as Isaac Lab's template lays one out, shipped in the
-    # payload at src/training/my_robot/ and named with --task-module my_robot.
-    "my_robot/__init__.py": "from . import tasks  # noqa: F401\n",
-    "my_robot/tasks/__init__.py": "from . import reach  # noqa: F401\n",
-    "my_robot/tasks/reach/__init__.py": '''\
-        import gymnasium as gym
-
-        from . import agents
-
-        gym.register(
-            id="MyRobot-Reach-v0",
-            entry_point="isaaclab.envs:ManagerBasedRLEnv",
-            disable_env_checker=True,
-            kwargs={
-                "env_cfg_entry_point": f"{__name__}.reach_env_cfg:ReachEnvCfg",
-                "rsl_rl_cfg_entry_point": f"{agents.__name__}.rsl_rl_ppo_cfg:PPORunnerCfg",
-                "skrl_cfg_entry_point": f"{agents.__name__}:skrl_ppo_cfg.yaml",
-            },
-        )
-        ''',
-    "my_robot/tasks/reach/reach_env_cfg.py": '''\
-        from isaaclab.utils import configclass
-
-        import my_robot.tasks.reach.mdp as mdp  # absolute, as the template's cfgs import
-
-
-        @configclass
-        class ReachEnvCfg:
-            decimation: int = 2
-            episode_length_s: float = mdp.EPISODE_LENGTH_S
-        ''',
-    "my_robot/tasks/reach/mdp.py": "EPISODE_LENGTH_S = 4.0\n",
-    "my_robot/tasks/reach/agents/__init__.py": "",
-    "my_robot/tasks/reach/agents/rsl_rl_ppo_cfg.py": '''\
-        from isaaclab.utils import configclass
-        from isaaclab_rl.rsl_rl import (RslRlOnPolicyRunnerCfg, RslRlPpoActorCriticCfg,
-                                        RslRlPpoAlgorithmCfg)
-
-
-        @configclass
-        class PPORunnerCfg(RslRlOnPolicyRunnerCfg):
-            num_steps_per_env = 24
-            max_iterations = 300
-            save_interval = 50
-            experiment_name = "my_robot_reach"
-            policy = RslRlPpoActorCriticCfg(init_noise_std=1.0, actor_hidden_dims=[64, 64],
-                                            critic_hidden_dims=[64, 64], activation="elu")
-            algorithm = RslRlPpoAlgorithmCfg(
-                value_loss_coef=1.0, use_clipped_value_loss=True, clip_param=0.2,
-                entropy_coef=0.01, num_learning_epochs=5, num_mini_batches=4,
-                learning_rate=1.0e-3, schedule="adaptive", gamma=0.99, lam=0.95,
-                desired_kl=0.01, max_grad_norm=1.0)
-        ''',
-    "my_robot/tasks/reach/agents/skrl_ppo_cfg.yaml": '''\
-        seed: 42
-        agent:
-          class: PPO
-          rollouts: 24
-        trainer:
-          timesteps: 7200
-        ''',
-}
 
 
 @pytest.mark.slow
