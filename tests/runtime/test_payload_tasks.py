@@ -162,3 +162,35 @@ def test_isaaclab_entry_points_into_the_payload_resolve_with_isaaclabs_own_code(
                                   "my_robot_reach", 24]
     assert found["skrl_cfg"] == {"seed": 42, "agent": {"class": "PPO", "rollouts": 24},
                                  "trainer": {"timesteps": 7200}}
+
+
+def test_a_payload_isaaclab_registration_without_isaaclab_says_so() -> None:
+    """A registration with an env_cfg_entry_point is an Isaac Lab task, never handed to the
+    gymnasium adapter; without Isaac Lab that is one line saying so."""
+    import gymnasium
+
+    from training.backends import load_backend
+    from training.envs import TaskError, make_env
+
+    gymnasium.register(id="MyRobot-Stand-v0", entry_point="isaaclab.envs:ManagerBasedRLEnv",
+                       kwargs={"env_cfg_entry_point": "my_robot.stand:StandEnvCfg"})
+    try:
+        with pytest.raises(TaskError, match="MyRobot-Stand-v0 is an Isaac Lab task but "
+                                            "isaaclab is not installed here"):
+            make_env("MyRobot-Stand-v0", backend=load_backend("rsl_rl"), num_envs=2, seed=0,
+                     device="cpu")
+    finally:
+        del gymnasium.registry["MyRobot-Stand-v0"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="launch.py (the lead's) does not pass "
+                   "task_modules=config.task_modules to make_env yet: remove this marker "
+                   "with that change")
+def test_the_launcher_imports_task_modules(tmp_path: Path) -> None:
+    src = payload_copy(tmp_path / "payload")
+    write(src / "training/my_robot/__init__.py", 'raise ImportError("imported by the launcher")\n')
+    result = run_launcher(payload_env(src, tmp_path, TASK_MODULES="my_robot"),
+                          "--task", "MyRobot-Reach-v0", "--num_envs", "2", cwd=tmp_path)
+    assert_clean_failure(result, 2, "cannot import task module my_robot: ImportError: "
+                         "imported by the launcher")
