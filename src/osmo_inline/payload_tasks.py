@@ -35,6 +35,9 @@ REGISTER_FUNCTIONS = frozenset({
 class TaskCatalog(NamedTuple):
     ids: dict[str, str]  # task id -> the payload file (relative to src/training) registering it
     unread: tuple[str, ...]  # why some registrations could not be read (one line each)
+    source: Path  # the source tree and its packaged files, for the hints of a refusal
+    files: tuple[str, ...] = ()
+    read: frozenset[str] = frozenset()  # the files the container imports, read above
 
 
 def module_files(module: str, files: Sequence[str]) -> list[str] | None:
@@ -69,8 +72,15 @@ def read_catalog(source: Path, files: Sequence[str], task_modules: Sequence[str]
             unread.append(f"task module {module} is not in the payload (the image's own?)")
         else:
             to_read.update(found)
+    ids, problems = _read_ids(source, sorted(to_read))
+    return TaskCatalog(ids, (*unread, *problems), source, tuple(files), frozenset(to_read))
+
+
+def _read_ids(source: Path, names: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """(task id -> file, why some could not be read) for the files ``names``."""
     ids: dict[str, str] = {}
-    for name in sorted(to_read):
+    unread: list[str] = []
+    for name in names:
         text = (source / name).read_text(encoding="utf-8", errors="replace")
         if "register" not in text:  # most files: no need to parse them
             continue
@@ -83,7 +93,7 @@ def read_catalog(source: Path, files: Sequence[str], task_modules: Sequence[str]
             ids.setdefault(task_id, name)
         if dynamic:
             unread.append(f"{name} registers {dynamic} id(s) that are not literal strings")
-    return TaskCatalog(ids, tuple(unread))
+    return ids, unread
 
 
 def registered_ids(tree: ast.Module) -> tuple[list[str], int]:
@@ -150,7 +160,13 @@ def check_task(task: str, catalog: TaskCatalog) -> list[str]:
         return []
     if catalog.unread:
         return [f"note: task {task} is not among the payload's literal registrations, gymnasium "
-                f"ids or Isaac Lab tasks; not checked further because " + "; ".join(catalog.unread)]
+                "ids or Isaac Lab tasks; not checked further because " + "; ".join(catalog.unread)]
+    not_imported = _registered_elsewhere(task, catalog)
+    if not_imported:
+        package = not_imported.split("/", 1)[0].removesuffix(".py")
+        raise BadInput(f"task {task} is registered in src/training/{not_imported}, which the "
+                       f"container does not import: pass --task-module {package} (or move it "
+                       "under src/training/tasks/)")
     import difflib  # only on this path: keeps a dry run's start-up light
 
     close = difflib.get_close_matches(task, [*catalog.ids, *known_gym], n=3)
@@ -158,6 +174,12 @@ def check_task(task: str, catalog: TaskCatalog) -> list[str]:
     own = ", ".join(sorted(catalog.ids)) or "none"
     raise BadInput(f"unknown task {task!r}: {hint}(the payload registers: {own}; also "
                    "gymnasium ids such as HalfCheetah-v5 and Isaac Lab tasks Isaac-...)")
+
+
+def _registered_elsewhere(task: str, catalog: TaskCatalog) -> str | None:
+    """The packaged file outside tasks/ and the task modules that registers ``task``."""
+    others = [name for name in catalog.files if name.endswith(".py") and name not in catalog.read]
+    return _read_ids(catalog.source, others)[0].get(task)
 
 
 def describe(catalog: TaskCatalog) -> list[str]:

@@ -81,8 +81,14 @@ def test_an_extension_package_named_by_task_module_is_read_and_sent(project, sub
     assert result.code == 0, result.stderr
     assert "payload tasks: MyRobot-Reach-v0 (my_robot/tasks/reach/__init__.py)" in result.stderr
     assert spec_environment(result.stdout)["TASK_MODULES"] == "my_robot,training.my_robot.tasks"
-    # Without the module the registration is not imported in the container: refused here.
-    assert submit("-t", "MyRobot-Reach-v0", "--dry-run", "-q").code == 2
+    # Without the module the registration is not imported in the container: refused, saying
+    # what to pass.
+    result = submit("-t", "MyRobot-Reach-v0", "--dry-run", "-q")
+    assert result.code == 2
+    assert result.stderr.splitlines() == [
+        "submit-training: error: task MyRobot-Reach-v0 is registered in "
+        "src/training/my_robot/tasks/reach/__init__.py, which the container does not import: "
+        "pass --task-module my_robot (or move it under src/training/tasks/)"]
 
 
 def test_task_modules_from_the_environment(project, submit, monkeypatch) -> None:
