@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from osmo_inline import artifacts, storage
 from osmo_inline.config import CLIENT_FILLED, DEFAULT_PAYLOAD_BUDGET, SubmitConfig
 from osmo_inline.errors import BadInput, ClientError, SpecInvalid
-from osmo_inline.payload import Payload, build_payload, summary
+from osmo_inline.payload import ARCHIVE_PREFIX, Payload, build_payload, summary
+from osmo_inline.payload_tasks import check_task, describe, read_catalog, relative_names
 from osmo_inline.redact import redact, why_secret
 from osmo_inline.render import Template, load_template, load_yaml, render
+from osmo_inline.requirements import check_requirements
 from osmo_inline.task_names import task_for_image
 from osmo_inline.validate import validate_spec
 
@@ -51,6 +53,7 @@ OVERRIDABLE = (
     ("backend", "TRAINING_BACKEND", "rsl_rl"),
     ("auto_resume", "AUTO_RESUME", "true"),
     ("enable_cameras", "ENABLE_CAMERAS", "0"),
+    ("task_modules", "TASK_MODULES", ""),  # --task-module may repeat (payload_tasks.py)
 )
 # Resource flags: no environment override in the seed.
 RESOURCES = (("gpu", "1"), ("cpu", "8"), ("memory", "48Gi"), ("storage", "80Gi"))
@@ -63,6 +66,7 @@ _KEY_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 _QUANTITY = re.compile(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?")
 _SECONDS = re.compile(r"\d+(\.\d+)?")
 _INTEGER = re.compile(r"\d+")
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 EPILOG = """\
 after --:
@@ -73,7 +77,8 @@ after --:
 environment overrides (a flag beats its variable):
   TASK NUM_ENVS MAX_ITERATIONS IMAGE PAYLOAD_ROOT RUN_AZURE_SMOKE_TEST CHECKPOINT_URI
   CHECKPOINT_MODE REGISTER_CHECKPOINT SLEEP_AFTER_UNPACK TRAINING_BACKEND AUTO_RESUME
-  OSMO_INLINE_STORAGE_URL (or storage_url= after --) ENABLE_CAMERAS
+  ENABLE_CAMERAS TASK_MODULES (comma- or space-separated)
+  OSMO_INLINE_STORAGE_URL (or storage_url= after --)
 
 exit codes: 0 ok, 2 bad input, 3 spec invalid, 4 osmo missing, 5/6/7/8 osmo exit 1/2/10/75,
 9 other osmo failure; with --local, the task's own exit code.
@@ -132,6 +137,9 @@ def build_parser() -> _Parser:
     add("-b", "--backend", metavar="NAME", help="rsl_rl (default) or skrl")
     add("--enable-cameras", dest="enable_cameras", action="store_const", const="1",
         help="start Isaac Sim with camera rendering (tasks with camera sensors)")
+    add("--task-module", dest="task_modules", action="append", metavar="MODULE",
+        help="a module that registers tasks, imported in the container after every package "
+        "under src/training/tasks/ (repeatable; e.g. an Isaac Lab extension package)")
     add("--gpu", help="GPUs (default: 1)")
     add("--cpu", help="CPUs (default: 8)")
     add("--memory", help="memory (default: 48Gi)")
@@ -217,6 +225,17 @@ def _positive_int(value: str, where: str, *, allow_zero: bool = False) -> int:
     return int(value)
 
 
+def _module_names(given: str | list[str], where: str) -> tuple[str, ...]:
+    """--task-module values (a list) or TASK_MODULES (commas or spaces between names)."""
+    texts = given if isinstance(given, list) else [given]
+    names = [name for text in texts for name in re.split(r"[,\s]+", text) if name]
+    for name in names:
+        if not _MODULE_NAME.fullmatch(name):
+            raise BadInput(f"{where}: {name!r} is not a dotted Python module name "
+                           "(e.g. my_robot.tasks)")
+    return tuple(names)
+
+
 def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> SubmitConfig:
     """Flags and environment -> a checked SubmitConfig; BadInput on the first problem."""
     argv = list(argv)
@@ -270,6 +289,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     if flags.workflow_id is not None and not flags.local:
         raise BadInput("--workflow-id only applies to --local runs")
     max_iterations = value["max_iterations"].strip()
+    task_modules = _module_names(value["task_modules"], where["task_modules"])
     project_dir = find_project_dir(cwd)
 
     task = task_for_image(value["task"], value["image"], where["task"])
@@ -305,6 +325,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         output=flags.output,
         delivery=flags.delivery,
         storage_url=storage_url,
+        task_modules=task_modules,
         explicit={name: source for name, source in where.items() if source != "default"},
         enable_cameras=cameras in _TRUE,
     )
@@ -345,13 +366,25 @@ def user_values(config: SubmitConfig, template: Template) -> dict[str, object]:
     return {**from_flags, **config.template_values}
 
 
+def check_payload_code(config: SubmitConfig, payload: Payload) -> list[str]:
+    """What the payload's own code implies, checked here rather than in the container: its
+    requirements.txt, and that the task is one it registers or one the image knows. Returns
+    the lines for stderr (the payload's tasks, notes)."""
+    packaged = relative_names((f.arcname for f in payload.files), ARCHIVE_PREFIX)
+    check_requirements(config.source, packaged)
+    catalog = read_catalog(config.source, packaged, config.task_modules)
+    return [*describe(catalog), *check_task(config.task, catalog)]
+
+
 def prepare(
     config: SubmitConfig,
-) -> tuple[str, Payload, dict[str, object], storage.Delivery]:
-    """Template + payload -> delivery and validated spec text; writes nothing."""
+) -> tuple[str, Payload, dict[str, object], storage.Delivery, list[str]]:
+    """Template + payload -> delivery, validated spec text and the payload's task lines for
+    stderr; writes nothing."""
     template = load_template(config.workflow)
     values = user_values(config, template)
     payload = build_payload(config.source)
+    task_lines = check_payload_code(config, payload)
     delivery = storage.choose(config.delivery, payload, config.payload_budget,
                               config.storage_url, local=config.local)
     if delivery.object_url and "payload_url" not in template.variables:
@@ -367,7 +400,7 @@ def prepare(
     problems = validate_spec(spec_text, local=config.local)
     if problems:
         raise SpecInvalid(problems)
-    return spec_text, payload, values, delivery
+    return spec_text, payload, values, delivery, task_lines
 
 
 def run(config: SubmitConfig) -> int:
@@ -376,8 +409,8 @@ def run(config: SubmitConfig) -> int:
         from osmo_inline.osmo import find_osmo
 
         find_osmo()  # fail before writing anything when there is nothing to submit with
-    spec_text, payload, values, delivery = prepare(config)
-    lines = [*summary(payload), delivery.reason]
+    spec_text, payload, values, delivery, task_lines = prepare(config)
+    lines = [*summary(payload), *task_lines, delivery.reason]
     for line in lines:
         if config.quiet and not line.startswith("secrets"):
             continue  # secrets left out are always worth a line, even when quiet

@@ -36,6 +36,10 @@ DEFAULT_UPLOAD_TIMEOUT_S = 300.0
 DEFAULT_RESUME_LOOKUP_TIMEOUT_S = 60.0
 
 
+# --task-module / TASK_MODULES entries: dotted Python module names.
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
 class ConfigError(ValueError):
     """A flag or environment value the launcher cannot use (exit code 2)."""
 
@@ -72,6 +76,8 @@ class RunConfig:
     resume_lookup_timeout_s: float = DEFAULT_RESUME_LOOKUP_TIMEOUT_S
     # Isaac Lab: render cameras (needed for camera observations and videos).
     enable_cameras: bool = False
+    # Modules imported (after training/tasks/'s packages) to register the payload's own tasks.
+    task_modules: tuple[str, ...] = ()
 
     @property
     def uses_checkpoint(self) -> bool:
@@ -124,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", help="torch device; default cuda when available, else cpu")
     add("--enable_cameras", "--enable-cameras", dest="enable_cameras", nargs="?", const="1",
         help="Isaac Lab: enable camera rendering [ENABLE_CAMERAS]")
+    add("--task-module", dest="task_modules", action="append", metavar="MODULE",
+        help="a module that registers tasks, imported before the task is looked up "
+        "(repeatable; after every package under training/tasks/) [TASK_MODULES, comma- or "
+        "space-separated]")
     add("--headless", action="store_true", help="accepted for the seed's command line; "
         "training always runs headless")
     return parser
@@ -199,9 +209,22 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         resume_lookup_timeout_s=_positive_seconds(value(None, "AUTO_RESUME_LOOKUP_TIMEOUT_S"),
                                                   "AUTO_RESUME_LOOKUP_TIMEOUT_S")
         or DEFAULT_RESUME_LOOKUP_TIMEOUT_S,
+        task_modules=_module_names(args.task_modules, environ.get("TASK_MODULES", "")),
         enable_cameras=_true_or_false(value(args.enable_cameras, "ENABLE_CAMERAS"),
                                       "ENABLE_CAMERAS", default=False),
     )
+
+
+def _module_names(flags: list[str] | None, variable: str) -> tuple[str, ...]:
+    """--task-module values (they beat TASK_MODULES), or TASK_MODULES split at commas and
+    spaces; each must be a dotted Python module name."""
+    names = [name for text in flags or [variable] for name in re.split(r"[,\s]+", text)
+             if name]
+    for name in names:
+        if not _MODULE_NAME.fullmatch(name):
+            raise ConfigError(f"task module {name!r} is not a dotted Python module name "
+                              "(e.g. my_robot.tasks)")
+    return tuple(names)
 
 
 def default_experiment_name(task: str) -> str:

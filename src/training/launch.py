@@ -148,7 +148,7 @@ def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> 
         return finish_earlier_run(config, backend, resumed) if continued(resumed) else EXIT_OK
     device = config.device or _default_device()
     env_handle = make_env(config.task, backend=backend, num_envs=config.num_envs,
-                          seed=config.seed, device=device)
+                          seed=config.seed, device=device, task_modules=config.task_modules)
     try:
         max_iterations = config.max_iterations or env_handle.max_iterations
         if nothing_left_to_do(config, init, max_iterations):  # the task's default count
