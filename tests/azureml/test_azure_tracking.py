@@ -180,7 +180,7 @@ def test_training_tracked_in_azure_ml_uploads_registers_and_fetches_back(
     assert set(metric_steps(client, run_id, "Perf/total_fps")) == set(range(4))
     # Every checkpoint and the final one are blobs in the (emulated) storage account, intact.
     blobs = azure_service.blob_names(run_id)
-    assert {"checkpoints/model_2.pt", "checkpoints/model_2.pt.sha256",
+    assert {"checkpoints/model_2.pt", "checkpoints/model_2.sha256",
             "checkpoints/final/checkpoint.json"} <= blobs, blobs
     stored = audit_checkpoints(client, run_id)
     assert stored.final_iteration == 4, stored.final_problem
@@ -202,11 +202,6 @@ def test_training_tracked_in_azure_ml_uploads_registers_and_fetches_back(
     _assert_stayed_on_loopback(folder, azure_service)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "azureml-mlflow lists `checkpoints/model_2.pt` as a directory because "
-    "`checkpoints/model_2.pt.sha256` starts with it (azureml/mlflow/_store/artifact/"
-    "artifact_repo.py, list_artifacts: a bare prefix test), so resume.py's single-file "
-    "download of model_N.pt fails; needs a sidecar name that does not extend the checkpoint's"))
 def test_auto_resume_after_sigkill_continues_the_azure_ml_run(
         azure_service: AzureService, azure_env, tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
@@ -216,7 +211,7 @@ def test_auto_resume_after_sigkill_continues_the_azure_ml_run(
     first_dir, first_env = _attempt(azure_service, tmp_path, "attempt-1", **settings)
     with background_launcher(first_env, *args, cwd=first_dir) as first:
         run_id = first.wait_for(RUN_STARTED, LAUNCH_TIMEOUT_S).group(1)
-        wait_until(lambda: "checkpoints/model_2.pt.sha256" in azure_service.blob_names(run_id),
+        wait_until(lambda: "checkpoints/model_2.sha256" in azure_service.blob_names(run_id),
                    LAUNCH_TIMEOUT_S, "model_2.pt in the blob store", 0.3)
         first.kill_group()
         first.finish(30)

@@ -55,11 +55,11 @@ def test_sigterm_stores_the_current_iteration_and_exits_75(mlflow_server: Mlflow
     iteration = int(stopped[1])
     assert 3 <= iteration < 500 and seconds_to_exit < 25
 
-    assert {f"model_{iteration}.pt", f"model_{iteration}.pt.sha256"} <= artifact_names(
+    assert {f"model_{iteration}.pt", f"model_{iteration}.sha256"} <= artifact_names(
         client, run_id, "checkpoints")
     stored = Path(client.download_artifacts(run_id, f"checkpoints/model_{iteration}.pt",
                                             str(tmp_path / "stored")))
-    sidecar = Path(client.download_artifacts(run_id, f"checkpoints/model_{iteration}.pt.sha256",
+    sidecar = Path(client.download_artifacts(run_id, f"checkpoints/model_{iteration}.sha256",
                                              str(tmp_path / "stored")))
     local = tmp_path / "out" / "runs" / run_id / f"model_{iteration}.pt"
     assert stored.read_bytes() == local.read_bytes()
