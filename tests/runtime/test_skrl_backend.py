@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from support.skrl_versions import SKRL_VERSIONS, run_python
 
 # Tracked by skrl in every iteration of this scenario, in both versions.
@@ -37,7 +38,8 @@ EPISODE_METRICS = {
 # skrl 2.x also times its loop.
 TIMINGS_2X = {"Stats / Inference time (ms)", "Stats / Env stepping time (ms)",
               "Stats / Algorithm update time (ms)"}
-INITIAL_LEARNING_RATE = 3.0e-4  # agents/skrl/default.yaml
+DEFAULT_CFG = Path(__file__).resolve().parents[2] / "src/training/agents/skrl/default.yaml"
+INITIAL_LEARNING_RATE = yaml.safe_load(DEFAULT_CFG.read_text())["agent"]["learning_rate"]
 
 pytestmark = pytest.mark.slow
 
