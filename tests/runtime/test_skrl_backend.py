@@ -152,6 +152,11 @@ def test_checkpoint_format_and_inspection(scenario):
     assert scenario["inspected"] == {"iteration": 6, "format": "skrl"}
 
 
+def test_skrls_own_agent_file_loads_as_iteration_0(scenario):
+    assert scenario["skrl_own_file"] == {
+        "inspected": [0, "skrl"], "start": 0, "optimizer_equal_to_file": True}
+
+
 def test_truncated_checkpoint_is_refused_with_a_clear_line(scenario):
     message = scenario["truncated_error"]
     assert message.startswith(f"{scenario['dir']}/truncated.pt is not a readable checkpoint")
@@ -305,6 +310,19 @@ def _scenario(out: Path) -> None:
         ten = backend.inspect_checkpoint(out / "resume" / "model_10.pt")
         report["already_done"] = run("already_done", 10, init=ten, mode="resume")
         report["stop"] = run("stop", 10, stop_after=3)
+
+    # A file of skrl's own agent.save (what Isaac Lab's skrl train script writes as
+    # checkpoints/agent_<timestep>.pt): accepted, iteration 0, every module loaded on resume.
+    own = out / "agent_48.pt"
+    resumed.agent.save(str(own))
+    own_checkpoint = backend.inspect_checkpoint(own)
+    from_own = build("resume", init=own_checkpoint)
+    report["skrl_own_file"] = {
+        "inspected": [own_checkpoint.iteration, own_checkpoint.format],
+        "start": from_own.start,
+        "optimizer_equal_to_file": deep_equal(from_own.agent.optimizer.state_dict(),
+                                              saved["optimizer"]),
+    }
 
     truncated = out / "truncated.pt"
     data = six.path.read_bytes()
