@@ -206,9 +206,12 @@ def _written_by_major(progress: dict[str, Any]) -> int:
 
 
 def _first_line(error: BaseException) -> str:
-    """Library errors can span many lines (a tensor-size table); the user gets one."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    """One line of a library error that can span many (a tensor-size table). torch's
+    "Error(s) in loading state_dict for GaussianModel:" says what only with its next line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
 
 def load_checkpoint(agent: Any, checkpoint: Checkpoint, *, resume: bool) -> int:
