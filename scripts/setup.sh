@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up .venv with the client, the runtime (torch CPU, rsl-rl, gymnasium MuJoCo, MLflow) and
+# Sets up .venv with the client, the runtime (torch CPU, rsl-rl, skrl, gymnasium MuJoCo, MLflow) and
 # the test tools. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,4 +43,11 @@ for version in 2.2.0 2.3.2.post1 3.0.0; do
   target=.ci/deps/isaaclab-$version
   [ -d "$target" ] || "${pip[@]}" --no-deps --ignore-requires-python --target "$target" \
     "isaaclab==$version"
+done
+
+# The skrl release Isaac Lab 2.2/2.3 images ship (1.4.3; the venv has 2.1.1 for Isaac Lab 3.0),
+# the same way: pure Python, sharing the venv's torch, gymnasium, tensorboard and tqdm.
+for version in 1.4.3; do
+  target=.ci/deps/skrl-$version
+  [ -d "$target" ] || "${pip[@]}" --no-deps --target "$target" "skrl==$version"
 done

@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.backends import BACKENDS
+
 CHECKPOINT_MODES = ("from-scratch", "warm-start", "resume")
 MODE_ALIASES = {"fresh": "from-scratch"}
-SUPPORTED_BACKENDS = ("rsl_rl",)
-KNOWN_BACKENDS = ("rsl_rl", "skrl")
+SUPPORTED_BACKENDS = tuple(BACKENDS)  # training.backends: one line per backend
 AZURE_WORKSPACE_VARIABLES = (
     "AZURE_SUBSCRIPTION_ID",
     "AZURE_RESOURCE_GROUP",
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="max_iterations",
         help="learning iterations in total; empty: the task's default [MAX_ITERATIONS]",
     )
-    add("--backend", help="rsl_rl (default) [TRAINING_BACKEND]")
+    add("--backend", help="rsl_rl (default) or skrl [TRAINING_BACKEND]")
     add("--checkpoint-uri", help="runs:/, models:/, mlflow-artifacts:/ or a path [CHECKPOINT_URI]")
     add(
         "--checkpoint-mode",
@@ -154,10 +155,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         raise ConfigError("no task given: pass --task or set TASK (e.g. HalfCheetah-v5)")
 
     backend = (value(args.backend, "TRAINING_BACKEND") or "rsl_rl").lower().replace("-", "_")
-    if backend not in KNOWN_BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}: expected one of rsl_rl, skrl")
     if backend not in SUPPORTED_BACKENDS:
-        raise ConfigError(f"backend {backend!r} is not supported yet by this launcher: use rsl_rl")
+        raise ConfigError(f"unknown backend {backend!r}: expected one of "
+                          + ", ".join(SUPPORTED_BACKENDS))
 
     raw_mode = (value(args.checkpoint_mode, "CHECKPOINT_MODE") or "from-scratch").lower()
     mode = MODE_ALIASES.get(raw_mode, raw_mode)

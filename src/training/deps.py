@@ -24,8 +24,9 @@ from training.config import ConfigError
 
 REQUIREMENTS_FILE = Path(__file__).with_name("requirements.txt")
 
-# Shipped by the image: checked, never installed. (pip package, import name)
-IMAGE_PACKAGES = (("torch", "torch"), ("rsl-rl-lib", "rsl_rl"))
+# Shipped by the image, per backend: checked, never installed. (pip package, import name)
+IMAGE_PACKAGES = {"rsl_rl": (("torch", "torch"), ("rsl-rl-lib", "rsl_rl")),
+                  "skrl": (("torch", "torch"), ("skrl", "skrl"))}
 # What an Isaac Lab image ships (PEP 503 names, and the isaaclab-* / isaacsim-* families): a
 # requirements line naming one is refused, and those installed are pinned to their version
 # while pip runs, so an install cannot move them. The client's copy of this rule is
@@ -95,7 +96,8 @@ def is_importable(module: str) -> bool:
 
 
 def ensure_dependencies(
-    environ: Mapping[str, str], *, azure: bool, requirements: list[Requirement] | None = None
+    environ: Mapping[str, str], *, azure: bool, backend: str = "rsl_rl",
+    requirements: list[Requirement] | None = None,
 ) -> list[str]:
     """Install what is missing; return the pip specs installed (empty: nothing was needed).
 
@@ -104,7 +106,8 @@ def ensure_dependencies(
     """
     listed = read_requirements() if requirements is None else requirements
     refuse_image_packages(listed)
-    missing_from_image = [pkg for pkg, module in IMAGE_PACKAGES if not is_importable(module)]
+    missing_from_image = [pkg for pkg, module in IMAGE_PACKAGES[backend]
+                          if not is_importable(module)]
     if missing_from_image:
         raise MissingDependencyError(
             "missing packages the image should ship (not installed by the launcher): "

@@ -112,7 +112,8 @@ def launch(argv: Sequence[str]) -> tuple[int, App]:
     app = NO_APP
     download_dir = config.output_dir / "downloads" / uuid.uuid4().hex  # this launch's own
     try:
-        installed = ensure_dependencies(os.environ, azure=config.uses_azure_ml)
+        installed = ensure_dependencies(os.environ, azure=config.uses_azure_ml,
+                                        backend=config.backend)
         if installed:
             print(f"installed missing packages: {' '.join(installed)}", flush=True)
         for name, value in MLFLOW_HTTP_DEFAULTS.items():

@@ -360,6 +360,8 @@ class ProgressPrinter:
         self._max_iterations = max_iterations
         self._reward, self._fps = backend.REWARD_METRIC, backend.FPS_METRIC
         self._first: tuple[int, float] | None = None
+        # skrl reports the reward only in iterations where episodes ended: show the last one.
+        self._last_reward: float | None = None
 
     def show(self, iteration: int, values: Mapping[str, float]) -> None:
         now = time.monotonic()
@@ -368,7 +370,9 @@ class ProgressPrinter:
             self._first = (iteration, now)
         parts = [f"it {done}/{self._max_iterations}"]
         if self._reward in values:
-            parts.append(f"reward {float(values[self._reward]):.1f}")
+            self._last_reward = float(values[self._reward])
+        if self._last_reward is not None:
+            parts.append(f"reward {self._last_reward:.1f}")
         if self._fps and self._fps in values:
             parts.append(f"{float(values[self._fps]):,.0f} steps/s")
         first_iteration, first_time = self._first

@@ -11,7 +11,7 @@ as ``params/env.yaml`` / ``params/agent.yaml`` texts, for the launcher to log to
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from training.envs import EnvHandle, TaskError, _suggestion
 
@@ -34,10 +34,7 @@ def make_isaaclab_env(
     env_cfg, agent_cfg = compat.task_cfgs(task, backend.ISAACLAB_CFG_ENTRY_POINT, device=device,
                                           num_envs=num_envs)
     compat.refuse_distillation(task, agent_cfg)
-    if seed is not None:
-        agent_cfg.seed = seed
-    env_cfg.seed = agent_cfg.seed
-    agent_cfg.device = device
+    env_cfg.seed = _apply_seed_and_device(agent_cfg, seed, device)
     if backend.NAME == "rsl_rl":
         agent_cfg = compat.adapt_rsl_rl_cfg(agent_cfg, backend.versions()["rsl_rl_version"])
     params = compat.params_texts(env_cfg, agent_cfg)
@@ -46,3 +43,17 @@ def make_isaaclab_env(
     handle = backend.wrap_isaaclab_env(env, agent_cfg, device=device)
     handle.cfg_files = params
     return handle
+
+
+def _apply_seed_and_device(agent_cfg: Any, seed: int | None, device: str) -> int:
+    """The seed the env and the agent use, as each library's train script sets it: rsl-rl's
+    cfg is a configclass (seed and device are fields), skrl's a dict read from YAML (its
+    runner takes the device from the env)."""
+    if isinstance(agent_cfg, dict):
+        if seed is not None:
+            agent_cfg["seed"] = seed
+        return int(agent_cfg["seed"])
+    if seed is not None:
+        agent_cfg.seed = seed
+    agent_cfg.device = device
+    return int(agent_cfg.seed)
