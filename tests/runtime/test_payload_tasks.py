@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from launcher_runs import assert_clean_failure, launcher_env, run_launcher
 from support.isaaclab_extension import ISAACLAB_EXTENSION
-from support.rslrl_versions import DEPS_DIR
+from support.lib_versions import DEPS_DIR
 
 from training.config import ConfigError, parse_config
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from support.rslrl_versions import DEPS_DIR, env_for_version
+from support.lib_versions import DEPS_DIR
+from support.rslrl_versions import env_for_version
 
 STANDIN_DIR = Path(__file__).resolve().parent / "isaacsim_standin"
 WHEEL_VERSIONS = {"2.2": "2.2.0", "2.3": "2.3.2.post1", "3.0": "3.0.0"}
