@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.lib_versions import RSL_RL
 from support.rslrl_versions import RSL_RL_VERSIONS, run_python
 
 REQUIRED_METRICS = {
@@ -36,18 +37,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory: pytest.TempPathFactory):
     """Run the scenario once per version (on demand), cached for the module."""
-    results: dict[str, dict[str, Any]] = {}
-
-    def run(version: str) -> dict[str, Any]:
-        if version not in results:
-            out = tmp_path_factory.mktemp(f"rsl_rl-{version}")
-            proc = run_python(version, __file__, str(out))
-            assert proc.returncode == 0, proc.stderr[-3000:]
-            results[version] = json.loads((out / "scenario.json").read_text())
-            results[version]["dir"] = str(out)
-        return results[version]
-
-    return run
+    return RSL_RL.scenarios(__file__, tmp_path_factory)
 
 
 @pytest.fixture(params=RSL_RL_VERSIONS, ids=lambda v: f"rsl_rl-{v}")

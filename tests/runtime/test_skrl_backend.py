@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support.lib_versions import SKRL
 from support.skrl_versions import SKRL_VERSIONS, run_python
 
 # Tracked by skrl in every iteration of this scenario, in both versions.
@@ -47,19 +48,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory: pytest.TempPathFactory):
     """Run the scenario once per version (on demand), cached for the module."""
-    results: dict[str, dict[str, Any]] = {}
-
-    def run(version: str) -> dict[str, Any]:
-        if version not in results:
-            out = tmp_path_factory.mktemp(f"skrl-{version}")
-            proc = run_python(version, __file__, str(out))
-            assert proc.returncode == 0, proc.stderr[-3000:]
-            results[version] = json.loads((out / "scenario.json").read_text())
-            results[version]["dir"] = str(out)
-            results[version]["stderr"] = proc.stderr
-        return results[version]
-
-    return run
+    return SKRL.scenarios(__file__, tmp_path_factory)
 
 
 @pytest.fixture(params=SKRL_VERSIONS, ids=lambda v: f"skrl-{v}")

@@ -12,11 +12,14 @@ and ``tests/support/skrl_versions.py`` give each its fixtures.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +62,24 @@ class LibraryVersions:
             text=True,
             timeout=timeout,
         )
+
+
+    def scenarios(self, script: str, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Callable[[str], dict[str, Any]]:
+        """run(version): ``script OUT_DIR`` under that version once (on demand, cached), its
+        ``OUT_DIR/scenario.json`` as a dict, plus the run's "dir" and "stderr"."""
+        results: dict[str, dict[str, Any]] = {}
+
+        def run(version: str) -> dict[str, Any]:
+            if version not in results:
+                out = tmp_path_factory.mktemp(f"{self.package}-{version}")
+                proc = self.run_python(version, script, str(out))
+                assert proc.returncode == 0, proc.stderr[-3000:]
+                results[version] = json.loads((out / "scenario.json").read_text())
+                results[version].update(dir=str(out), stderr=proc.stderr)
+            return results[version]
+
+        return run
 
 
 RSL_RL = LibraryVersions("rsl_rl", ("2.3.3", "3.0.1", "5.5.1"), venv_version="5.5.1")
