@@ -242,8 +242,7 @@ class CheckpointUploader:
                 if self._pending and now >= self._retry_at:
                     iteration = min(self._pending,
                                     key=lambda it: (self._failed_tries.get(it, 0), -it))
-                    self._in_flight = (iteration, self._pending[iteration])
-                    return self._in_flight
+                    return iteration, self._pending[iteration]
                 wake_at = [t for t in (self._retry_at if self._pending else None, close_by)
                            if t is not None]
                 self._wake.wait(min(0.5, min(wake_at) - now) if wake_at else 0.5)
@@ -254,6 +253,8 @@ class CheckpointUploader:
             if not self._ready(iteration):
                 error = "waiting for the metrics of the iterations before it"
             else:
+                with self._wake:  # from now on the store may receive it (see close's report)
+                    self._in_flight = (iteration, path)
                 upload_checkpoint(self._client, self._run_id, path, "checkpoints")
                 error = None
         except Exception as exception:  # network and server errors: retried after a backoff

@@ -103,7 +103,14 @@ class TrackedRun:
     def _log_settings(self) -> None:
         try:
             tracking.log_params_once(self.client, self.run_id, self.settings)
-            for path, text in cfg_files(self.env_handle).items():
+            files = cfg_files(self.env_handle)
+            if self.resumed is not None:  # like params, a continued run keeps the first
+                # attempt's files (Azure ML's blob store refuses to overwrite an artifact)
+                folders = {str(Path(path).parent) for path in files}
+                stored = {f.path for folder in folders
+                          for f in self.client.list_artifacts(self.run_id, folder)}
+                files = {path: text for path, text in files.items() if path not in stored}
+            for path, text in files.items():
                 self.client.log_text(self.run_id, text, path)
         except Exception as error:  # MLflow raises many types
             raise StoreFailure(f"cannot log the params of run {self.run_id}", error) from error

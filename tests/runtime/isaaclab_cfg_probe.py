@@ -216,7 +216,7 @@ def handle_for(case: dict[str, Any], backend: ProbeBackend) -> EnvHandle:
     agent_cfg = compat.adapt_rsl_rl_cfg(agent_cfg, rsl_rl.RSL_RL_VERSION)
     handle = backend.wrap_isaaclab_env(_Placeholder(), agent_cfg, device="cpu")
     # 2.x env cfg modules import isaaclab.sim / assets (omni) at module level: no env cfg here
-    handle.params = compat.params_texts({"task": case["task"]}, agent_cfg)
+    handle.cfg_files = compat.params_texts({"task": case["task"]}, agent_cfg)
     return handle
 
 
@@ -241,8 +241,8 @@ def probe(case: dict[str, Any]) -> dict[str, Any]:
         "received_marl": type(backend.received).__name__ == "DirectMARLEnv",
         "received_actions": int(getattr(getattr(backend.received, "single_action_space", None),
                                         "shape", [0])[0]),
-        "params": sorted(handle.params),
-        "agent_yaml": handle.params.get("params/agent.yaml", ""),
+        "params": sorted(handle.cfg_files),
+        "agent_yaml": handle.cfg_files.get("params/agent.yaml", ""),
     }
 
 

@@ -200,7 +200,7 @@ def test_a_checkpoint_of_the_other_skrl_version_resumes_with_its_observation_sta
     )
     proc = run_python(reader, "-c", code)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    start, name, file_key, equal = proc.stdout.split()
+    start, name, file_key, equal = proc.stdout.strip().splitlines()[-1].split()
     expected_names = {"1.4.3": "state_preprocessor", "2.1.1": "observation_preprocessor"}
     assert (start, name, file_key, equal) == (
         "6", expected_names[reader], expected_names[writer], "True")
