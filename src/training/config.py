@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from training import overrides as cfg_overrides
 
 CHECKPOINT_MODES = ("from-scratch", "warm-start", "resume")
 MODE_ALIASES = {"fresh": "from-scratch"}
@@ -69,6 +72,8 @@ class RunConfig:
     resume_lookup_timeout_s: float = DEFAULT_RESUME_LOOKUP_TIMEOUT_S
     # Isaac Lab: render cameras (needed for camera observations and videos).
     enable_cameras: bool = False
+    # agent.<path> / env.<path> -> value (text as written, or a JSON value): training.overrides
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def uses_checkpoint(self) -> bool:
@@ -115,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", help="torch device; default cuda when available, else cpu")
     add("--enable_cameras", "--enable-cameras", dest="enable_cameras", nargs="?", const="1",
         help="Isaac Lab: enable camera rendering [ENABLE_CAMERAS]")
+    add("--override", action="append", default=[], metavar="KEY=VALUE",
+        help="agent.<path>=<value> or env.<path>=<value>, repeatable; beats CFG_OVERRIDES "
+        "(a JSON object of the same) [CFG_OVERRIDES]")
     add("--headless", action="store_true", help="accepted for the seed's command line; "
         "training always runs headless")
     return parser
@@ -191,7 +199,18 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         or DEFAULT_RESUME_LOOKUP_TIMEOUT_S,
         enable_cameras=_true_or_false(value(args.enable_cameras, "ENABLE_CAMERAS"),
                                       "ENABLE_CAMERAS", default=False),
+        overrides=_overrides(args.override, environ.get(cfg_overrides.ENV_VARIABLE, "")),
     )
+
+
+def _overrides(tokens: Sequence[str], environment_json: str) -> dict[str, Any]:
+    """CFG_OVERRIDES, then each --override over it (a flag beats the environment)."""
+    try:
+        merged = cfg_overrides.from_json(environment_json)
+        merged.update(cfg_overrides.parse_assignment(token) for token in tokens)
+    except cfg_overrides.OverrideError as error:
+        raise ConfigError(str(error)) from None
+    return merged
 
 
 def default_experiment_name(task: str) -> str:
