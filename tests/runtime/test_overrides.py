@@ -37,6 +37,9 @@ def test_num_envs_and_an_env_kwarg_reach_the_env():
         assert handle.env.get_observations()["policy"].shape[0] == 3
         inner = handle.env._envs.envs[0].unwrapped
         assert inner._reset_noise_scale == 0.25
+        # the run's artifacts hold the env cfg as it was built
+        assert "reset_noise_scale: 0.25" in handle.cfg_files["params/env.yaml"]
+        assert "num_envs: 3" in handle.cfg_files["params/env.yaml"]
     finally:
         handle.close()
 
@@ -123,6 +126,8 @@ def test_overrides_are_params_with_their_typed_values():
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="launch.py does not pass config.overrides to make_env "
+                   "yet (the lead's one-line change; then remove this marker)")
 def test_an_unknown_key_in_the_container_is_one_line_and_exit_2(tmp_path: Path):
     env = launcher_env(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "out",
                        CFG_OVERRIDES=json.dumps({"agent.algorithm.learnin_rate": "1e-3"}))

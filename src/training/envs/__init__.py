@@ -80,8 +80,9 @@ def make_env(
         env_cfg = resolve_gym_env_cfg(task, num_envs, overrides)
         agent_only = {key: value for key, value in overrides.items() if key.startswith("agent.")}
         env_kwargs = {f"env.{key}": value for key, value in env_cfg.items() if key != "num_envs"}
-        return backend.make_gym_env(task, num_envs=env_cfg["num_envs"], seed=seed,
-                                    device=device, overrides={**agent_only, **env_kwargs})
+        handle = backend.make_gym_env(task, num_envs=env_cfg["num_envs"], seed=seed,
+                                      device=device, overrides={**agent_only, **env_kwargs})
+        return with_env_cfg_file(handle)
     if isaaclab_installed():
         from training.envs.isaaclab import make_isaaclab_env
 
@@ -96,6 +97,21 @@ def make_env(
             "Isaac Lab image, or try a gymnasium task such as HalfCheetah-v5"
         )
     raise TaskError(f"unknown task {task!r}: {_suggestion(task, list(gymnasium.registry))}")
+
+
+def with_env_cfg_file(handle: EnvHandle) -> EnvHandle:
+    """A gymnasium handle whose run artifacts also hold the env cfg the overrides changed
+    (params/env.yaml beside params/agent.yaml, as for Isaac Lab tasks)."""
+    env_cfg = getattr(handle.env, "cfg", None)
+    if handle.cfg_files or not isinstance(env_cfg, Mapping) or \
+            not isinstance(handle.agent_cfg, Mapping):
+        return handle
+    import yaml
+
+    handle.cfg_files = {
+        "params/agent.yaml": yaml.safe_dump(dict(handle.agent_cfg), sort_keys=False),
+        "params/env.yaml": yaml.safe_dump(dict(env_cfg), sort_keys=False)}
+    return handle
 
 
 def _suggestion(task: str, known: list[str]) -> str:
