@@ -61,30 +61,26 @@ def test_a_2x2_sweep_makes_four_runs_under_a_parent_a_table_and_a_plot(tmp_path:
 
 
 def test_a_retried_sweep_task_resumes_its_own_run(tmp_path: Path):
+    """Both tasks share OSMO's workflow id; each must continue its own run (its seed's)."""
     repo = copy_repo_layout(tmp_path / "repo")
-    first = submit(repo, *TINY, "-m", "2", "--workflow-id", "wf-retry", "--sweep",
-                   "seed=1,2", "--", "save_interval=1")
+    sweep = ["--workflow-id", "wf-retry", "--sweep", "seed=1,2", "--", "save_interval=1"]
+    first = submit(repo, *TINY, "-m", "2", *sweep)
     assert first.returncode == 0, first.stdout + first.stderr
     client = store_client(repo)
     experiments = [e.experiment_id for e in client.search_experiments()]
 
-    def runs_by_task() -> dict[str, list]:
+    def runs_by_seed() -> dict[str, list[str]]:
         runs = client.search_runs(experiments, filter_string="tags.workflow_id LIKE 'wf-retry%'")
-        by_task: dict[str, list] = {}
+        by_seed: dict[str, list[str]] = {}
         for run in runs:
-            by_task.setdefault(run.data.tags["workflow_id"], []).append(run)
-        return by_task
+            by_seed.setdefault(run.data.params["seed"], []).append(run.info.run_id)
+        return by_seed
 
-    before = {task: runs[0].info.run_id for task, runs in runs_by_task().items()}
-    assert set(before) == {"wf-retry-t0", "wf-retry-t1"}
-    again = submit(repo, *TINY, "-m", "3", "--workflow-id", "wf-retry", "--sweep",
-                   "seed=1,2", "--", "save_interval=1")
+    before = runs_by_seed()
+    assert sorted(before) == ["1", "2"] and all(len(ids) == 1 for ids in before.values())
+    again = submit(repo, *TINY, "-m", "3", *sweep)  # the retry: same workflow id, more work
     assert again.returncode == 0, again.stdout + again.stderr
-    after = runs_by_task()
-    assert {task: [r.info.run_id for r in runs] for task, runs in after.items()} == {
-        task: [run_id] for task, run_id in before.items()}  # no new run, none swapped
-    for task, (run,) in after.items():
-        assert run.data.params["seed"] == {"wf-retry-t0": "1", "wf-retry-t1": "2"}[task]
-        steps = [m.step for m in client.get_metric_history(run.info.run_id,
-                                                             "Train/mean_reward")]
+    assert runs_by_seed() == before  # no new run, none continued by the other seed
+    for (run_id,) in before.values():
+        steps = [m.step for m in client.get_metric_history(run_id, "Train/mean_reward")]
         assert sorted(steps) == [0, 1, 2]  # continued to iteration 3 in the same run
