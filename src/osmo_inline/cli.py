@@ -22,9 +22,12 @@ from osmo_inline import artifacts, storage, sweep
 from osmo_inline import overrides as cfg_overrides
 from osmo_inline.config import CLIENT_FILLED, DEFAULT_PAYLOAD_BUDGET, SubmitConfig
 from osmo_inline.errors import BadInput, ClientError, SpecInvalid
-from osmo_inline.payload import Payload, build_payload, summary
+from osmo_inline.payload import ARCHIVE_PREFIX, Payload, build_payload, summary
+from osmo_inline.payload_tasks import check_task, describe, read_catalog, relative_names
 from osmo_inline.redact import redact, why_secret
 from osmo_inline.render import Template, load_template, load_yaml, render
+from osmo_inline.requirements import check_requirements
+from osmo_inline.task_names import task_for_image
 from osmo_inline.validate import validate_spec
 
 if TYPE_CHECKING:
@@ -50,6 +53,8 @@ OVERRIDABLE = (
     ("sleep_after_unpack", "SLEEP_AFTER_UNPACK", ""),
     ("backend", "TRAINING_BACKEND", "rsl_rl"),
     ("auto_resume", "AUTO_RESUME", "true"),
+    ("enable_cameras", "ENABLE_CAMERAS", "0"),
+    ("task_modules", "TASK_MODULES", ""),  # --task-module may repeat (payload_tasks.py)
 )
 # Resource flags: no environment override in the seed.
 RESOURCES = (("gpu", "1"), ("cpu", "8"), ("memory", "48Gi"), ("storage", "80Gi"))
@@ -62,6 +67,7 @@ _KEY_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 _QUANTITY = re.compile(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?")
 _SECONDS = re.compile(r"\d+(\.\d+)?")
 _INTEGER = re.compile(r"\d+")
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 EPILOG = """\
 after --:
@@ -74,6 +80,7 @@ after --:
 environment overrides (a flag beats its variable):
   TASK NUM_ENVS MAX_ITERATIONS IMAGE PAYLOAD_ROOT RUN_AZURE_SMOKE_TEST CHECKPOINT_URI
   CHECKPOINT_MODE REGISTER_CHECKPOINT SLEEP_AFTER_UNPACK TRAINING_BACKEND AUTO_RESUME
+  ENABLE_CAMERAS TASK_MODULES (comma- or space-separated)
   OSMO_INLINE_STORAGE_URL (or storage_url= after --)
 
 exit codes: 0 ok, 2 bad input, 3 spec invalid, 4 osmo missing, 5/6/7/8 osmo exit 1/2/10/75,
@@ -108,8 +115,8 @@ def build_parser() -> _Parser:
     )
     # Defaults are None so that an absent flag falls back to its environment variable.
     add = parser.add_argument
-    add("-t", "--task", help="Isaac Lab task or gymnasium id "
-        "(default: Isaac-Velocity-Rough-Anymal-C-v0)")
+    add("-t", "--task", help="Isaac Lab task or gymnasium id (default: "
+        "Isaac-Velocity-Rough-Anymal-C-v0; on a 3.x image its 3.0 name)")
     add("-n", "--num-envs", metavar="COUNT", help="parallel environments (default: 2048)")
     add("-m", "--max-iterations", metavar="N", help="learning iterations (default: the task's)")
     add("-i", "--image", help="container image (default: nvcr.io/nvidia/isaac-lab:2.2.0)")
@@ -131,6 +138,11 @@ def build_parser() -> _Parser:
     add("--sleep-after-unpack", metavar="SECONDS",
         help="after extraction, sleep this long and exit without training (inspection)")
     add("-b", "--backend", metavar="NAME", help="rsl_rl (default) or skrl")
+    add("--enable-cameras", dest="enable_cameras", action="store_const", const="1",
+        help="start Isaac Sim with camera rendering (tasks with camera sensors)")
+    add("--task-module", dest="task_modules", action="append", metavar="MODULE",
+        help="a module that registers tasks, imported in the container after every package "
+        "under src/training/tasks/ (repeatable; e.g. an Isaac Lab extension package)")
     add("--gpu", help="GPUs (default: 1)")
     add("--cpu", help="CPUs (default: 8)")
     add("--memory", help="memory (default: 48Gi)")
@@ -235,6 +247,17 @@ def _positive_int(value: str, where: str, *, allow_zero: bool = False) -> int:
     return int(value)
 
 
+def _module_names(given: str | list[str], where: str) -> tuple[str, ...]:
+    """--task-module values (a list) or TASK_MODULES (commas or spaces between names)."""
+    texts = given if isinstance(given, list) else [given]
+    names = [name for text in texts for name in re.split(r"[,\s]+", text) if name]
+    for name in names:
+        if not _MODULE_NAME.fullmatch(name):
+            raise BadInput(f"{where}: {name!r} is not a dotted Python module name "
+                           "(e.g. my_robot.tasks)")
+    return tuple(names)
+
+
 def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> SubmitConfig:
     """Flags and environment -> a checked SubmitConfig; BadInput on the first problem."""
     argv = list(argv)
@@ -262,6 +285,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     smoke = value["run_azure_smoke_test"].strip().lower()
     if smoke not in _TRUE + _FALSE:
         raise BadInput(f"{where['run_azure_smoke_test']} must be 1 or 0, not {smoke!r}")
+    cameras = value["enable_cameras"].strip().lower()
+    if cameras not in _TRUE + _FALSE:
+        raise BadInput(f"{where['enable_cameras']} must be 1 or 0, not {cameras!r}")
     auto_resume = value["auto_resume"].strip().lower() or "true"
     if auto_resume not in _TRUE + _FALSE:
         raise BadInput(f"{where['auto_resume']} must be true or false, not {auto_resume!r}")
@@ -285,10 +311,13 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     if flags.workflow_id is not None and not flags.local:
         raise BadInput("--workflow-id only applies to --local runs")
     max_iterations = value["max_iterations"].strip()
+    task_modules = _module_names(value["task_modules"], where["task_modules"])
     project_dir = find_project_dir(cwd)
 
+    task = task_for_image(value["task"], value["image"], where["task"])
+
     return SubmitConfig(
-        task=value["task"],
+        task=task,
         num_envs=_positive_int(value["num_envs"], where["num_envs"]),
         max_iterations=_positive_int(max_iterations, where["max_iterations"])
         if max_iterations else None,
@@ -323,7 +352,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         output=flags.output,
         delivery=flags.delivery,
         storage_url=storage_url,
+        task_modules=task_modules,
         explicit={name: source for name, source in where.items() if source != "default"},
+        enable_cameras=cameras in _TRUE,
     )
 
 
@@ -374,15 +405,26 @@ def check_overrides(config: SubmitConfig, template: Template) -> None:
         cfg_overrides.check_agent_paths(config.overrides, defaults)
 
 
+def check_payload_code(config: SubmitConfig, payload: Payload) -> list[str]:
+    """What the payload's own code implies, checked here rather than in the container: its
+    requirements.txt, and that the task is one it registers or one the image knows. Returns
+    the lines for stderr (the payload's tasks, notes)."""
+    packaged = relative_names((f.arcname for f in payload.files), ARCHIVE_PREFIX)
+    check_requirements(config.source, packaged)
+    catalog = read_catalog(config.source, packaged, config.task_modules)
+    return [*describe(catalog), *check_task(config.task, catalog)]
+
+
 def prepare(
     config: SubmitConfig, payload: Payload | None = None,
-) -> tuple[str, Payload, dict[str, object], storage.Delivery]:
-    """Template + payload (built here unless given) -> delivery and validated spec text;
-    writes nothing."""
+) -> tuple[str, Payload, dict[str, object], storage.Delivery, list[str]]:
+    """Template + payload (built here unless given) -> delivery, validated spec text and the
+    payload's task lines for stderr; writes nothing."""
     template = load_template(config.workflow)
     values = user_values(config, template)
     check_overrides(config, template)
     payload = payload or build_payload(config.source)
+    task_lines = check_payload_code(config, payload)
     delivery = storage.choose(config.delivery, payload, config.payload_budget,
                               config.storage_url, local=config.local)
     if delivery.object_url and "payload_url" not in template.variables:
@@ -399,7 +441,7 @@ def prepare(
     problems = validate_spec(spec_text, local=config.local)
     if problems:
         raise SpecInvalid(problems)
-    return spec_text, payload, values, delivery
+    return spec_text, payload, values, delivery, task_lines
 
 
 def run(config: SubmitConfig) -> int:
@@ -416,8 +458,8 @@ def run(config: SubmitConfig) -> int:
         from osmo_inline.osmo import find_osmo
 
         find_osmo()  # fail before writing anything when there is nothing to submit with
-    spec_text, payload, values, delivery = prepare(config)
-    stored = announce_and_place(config, payload, delivery)
+    spec_text, payload, values, delivery, task_lines = prepare(config)
+    stored = announce_and_place(config, payload, delivery, task_lines)
     if config.dry_run:
         print_dry_run(config, spec_text, payload, delivery, stored)
         return 0
@@ -430,11 +472,11 @@ def run(config: SubmitConfig) -> int:
     return 0
 
 
-def announce_and_place(config: SubmitConfig, payload: Payload,
-                       delivery: storage.Delivery) -> str:
-    """The payload summary on stderr, the payload in .tmp/ and, for storage delivery, in
-    storage; returns what storage said."""
-    lines = [*summary(payload), delivery.reason]
+def announce_and_place(config: SubmitConfig, payload: Payload, delivery: storage.Delivery,
+                       task_lines: Sequence[str] = ()) -> str:
+    """The payload summary (and the payload's tasks) on stderr, the payload in .tmp/ and, for
+    storage delivery, in storage; returns what storage said."""
+    lines = [*summary(payload), *task_lines, delivery.reason]
     for line in lines:
         if config.quiet and not line.startswith("secrets"):
             continue  # secrets left out are always worth a line, even when quiet

@@ -58,9 +58,11 @@ class SubmitConfig(NamedTuple):
     output: str = "text"  # text | json
     delivery: str = "auto"  # auto | inline | storage (storage.py)
     storage_url: StorageURL | None = None  # where storage delivery puts the payload object
+    task_modules: tuple[str, ...] = ()  # imported in the container to register tasks
     # template variable -> the flag or environment variable that set it, for those not left
     # at their default (a template that ignores one of them earns the user a note)
     explicit: Mapping[str, str] = {}
+    enable_cameras: bool = False  # Isaac Sim with camera rendering
 
     @property
     def tmp_dir(self) -> Path:
@@ -81,6 +83,8 @@ class SubmitConfig(NamedTuple):
             "payload_root": self.payload_root,
             "sleep_after_unpack": self.sleep_after_unpack,
             "backend": self.backend,
+            "enable_cameras": 1 if self.enable_cameras else 0,
+            "task_modules": ",".join(self.task_modules),
             "gpu": self.gpu,
             "cpu": self.cpu,
             "memory": self.memory,

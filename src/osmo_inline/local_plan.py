@@ -57,16 +57,13 @@ class LocalStore:
         return f"sqlite:///{self.db_path}"
 
     def environment(self) -> dict[str, str]:
-        """What points the runtime's MLflow at this store.
-
-        For a sqlite store MLflow puts new experiments' artifacts under `./mlruns` of the
-        process's working directory unless `_MLFLOW_SERVER_ARTIFACT_ROOT` is set: the variable
-        `mlflow server --default-artifact-root` sets for its own workers, which MLflow 3.x's
-        client store reads as well. With it every local run's artifacts land in one place.
-        """
+        """What points the runtime's MLflow at this store: the sqlite URI, and
+        MLFLOW_ARTIFACT_LOCATION (the runtime's own setting: experiments it creates keep their
+        artifacts there, through MLflow's public `create_experiment(artifact_location=...)`;
+        a sqlite store's default would be `./mlruns` of the task's working directory)."""
         return {
             "MLFLOW_TRACKING_URI": self.tracking_uri,
-            "_MLFLOW_SERVER_ARTIFACT_ROOT": str(self.artifact_root),
+            "MLFLOW_ARTIFACT_LOCATION": self.artifact_root.as_uri(),
         }
 
     def ui_command(self) -> str:

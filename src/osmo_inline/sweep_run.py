@@ -36,13 +36,13 @@ def run_sweep(config: SubmitConfig) -> int:
         find_osmo()
     payload = build_payload(config.source)
     prepared = [cli.prepare(_combination_config(config, c), payload) for c in combinations]
-    _, _, values, delivery = prepared[0]
+    _, _, values, delivery, task_lines = prepared[0]
     sweep_id = sweep.new_sweep_id()
     spec_text = sweep.combine([p[0] for p in prepared], combinations, sweep_id)
     problems = validate_spec(spec_text, local=config.local)
     if problems:
         raise SpecInvalid(problems)
-    stored = cli.announce_and_place(config, payload, delivery)
+    stored = cli.announce_and_place(config, payload, delivery, task_lines)
     for line in sweep.describe(spec_text, sweep_id):
         print(line, file=sys.stderr)
     if config.dry_run:

@@ -3,7 +3,7 @@ and store the final one with its checkpoint.json.
 
 Incoming: a checkpoint URI is `runs:/`, `models:/`, `mlflow-artifacts:/` (anything MLflow can
 download) or a local path; a directory resolves to its highest-iteration `model_<it>.pt`.
-Outgoing: every save goes to the run's `checkpoints/` artifacts (plus `<name>.sha256`, written
+Outgoing: every save goes to the run's `checkpoints/` artifacts (plus `model_<N>.sha256`, written
 after the file, so a sidecar means the upload completed) from a worker thread that retries
 through outages while training goes on; the highest iteration goes to `checkpoints/final/`
 with `checkpoint.json`.
@@ -91,12 +91,14 @@ def sha256_of(path: Path) -> str:
 
 
 def sidecar_of(checkpoint: Path) -> Path:
-    """Where `<name>.sha256` lies next to a checkpoint (text: `<hex>  <name>`)."""
-    return checkpoint.with_name(checkpoint.name + ".sha256")
+    """Where `model_<N>.sha256` lies next to `model_<N>.pt` (text: `<hex>  model_<N>.pt`).
+    Not `model_<N>.pt.sha256`: azureml-mlflow lists artifacts by bare name prefix, so a name
+    that extends the checkpoint's would make the checkpoint look like a directory there."""
+    return checkpoint.with_suffix(".sha256")
 
 
 def recorded_sha256(checkpoint: Path) -> str | None:
-    """The sha256 recorded for the file by a `<name>.sha256` sidecar (written by our uploads)
+    """The sha256 recorded for the file by its `.sha256` sidecar (written by our uploads)
     or a checkpoint.json next to it; None when neither records it."""
     sidecar = sidecar_of(checkpoint)
     if sidecar.is_file():
@@ -145,7 +147,7 @@ def _listing(files: dict[int, str]) -> str:
 
 
 def upload_checkpoint(client: MlflowClient, run_id: str, path: Path, artifact_path: str) -> None:
-    """The file and its `<name>.sha256` (so a later resume can verify the bytes)."""
+    """The file and its `.sha256` sidecar (so a later resume can verify the bytes)."""
     digest = sha256_of(path)
     client.log_artifact(run_id, str(path), artifact_path)
     client.log_text(run_id, f"{digest}  {path.name}\n",

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from training import overrides as cfg_overrides
+from training.backends import BACKENDS
 
 CHECKPOINT_MODES = ("from-scratch", "warm-start", "resume")
 MODE_ALIASES = {"fresh": "from-scratch"}
-SUPPORTED_BACKENDS = ("rsl_rl",)
-KNOWN_BACKENDS = ("rsl_rl", "skrl")
+SUPPORTED_BACKENDS = tuple(BACKENDS)  # training.backends: one line per backend
 AZURE_WORKSPACE_VARIABLES = (
     "AZURE_SUBSCRIPTION_ID",
     "AZURE_RESOURCE_GROUP",
@@ -37,6 +37,10 @@ DEFAULT_UPLOAD_TIMEOUT_S = 300.0
 # How long auto-resume keeps trying an unreachable tracking store before it exits 75 (retryable)
 # rather than start a second run of the same workflow.
 DEFAULT_RESUME_LOOKUP_TIMEOUT_S = 60.0
+
+
+# --task-module / TASK_MODULES entries: dotted Python module names.
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 class ConfigError(ValueError):
@@ -65,6 +69,9 @@ class RunConfig:
     # Azure ML workspace (subscription, resource group, workspace) when all three are set.
     azure_workspace: tuple[str, str, str] | None
     mlflow_tracking_uri: str | None
+    # Where experiments this run creates keep their artifacts (MLFLOW_ARTIFACT_LOCATION), for a
+    # store whose own default is not wanted (a sqlite store's is ./mlruns of the current dir).
+    mlflow_artifact_location: str | None = None
     # Continue the run of an earlier attempt of the same workflow (WORKFLOW_ID) if there is one.
     auto_resume: bool = True
     stop_grace_s: float = DEFAULT_STOP_GRACE_S
@@ -74,10 +81,18 @@ class RunConfig:
     enable_cameras: bool = False
     # agent.<path> / env.<path> -> value (text as written, or a JSON value): training.overrides
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Modules imported (after training/tasks/'s packages) to register the payload's own tasks.
+    task_modules: tuple[str, ...] = ()
 
     @property
     def uses_checkpoint(self) -> bool:
         return self.checkpoint_mode != "from-scratch"
+
+    @property
+    def uses_azure_ml(self) -> bool:
+        """Tracking in an Azure ML workspace: its three variables, or an azureml:// URI."""
+        return self.azure_workspace is not None or (
+            self.mlflow_tracking_uri or "").startswith("azureml://")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="max_iterations",
         help="learning iterations in total; empty: the task's default [MAX_ITERATIONS]",
     )
-    add("--backend", help="rsl_rl (default) [TRAINING_BACKEND]")
+    add("--backend", help="rsl_rl (default) or skrl [TRAINING_BACKEND]")
     add("--checkpoint-uri", help="runs:/, models:/, mlflow-artifacts:/ or a path [CHECKPOINT_URI]")
     add(
         "--checkpoint-mode",
@@ -123,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--override", action="append", default=[], metavar="KEY=VALUE",
         help="agent.<path>=<value> or env.<path>=<value>, repeatable; beats CFG_OVERRIDES "
         "(a JSON object of the same) [CFG_OVERRIDES]")
+    add("--task-module", dest="task_modules", action="append", metavar="MODULE",
+        help="a module that registers tasks, imported before the task is looked up "
+        "(repeatable; after every package under training/tasks/) [TASK_MODULES, comma- or "
+        "space-separated]")
     add("--headless", action="store_true", help="accepted for the seed's command line; "
         "training always runs headless")
     return parser
@@ -143,10 +162,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         raise ConfigError("no task given: pass --task or set TASK (e.g. HalfCheetah-v5)")
 
     backend = (value(args.backend, "TRAINING_BACKEND") or "rsl_rl").lower().replace("-", "_")
-    if backend not in KNOWN_BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}: expected one of rsl_rl, skrl")
     if backend not in SUPPORTED_BACKENDS:
-        raise ConfigError(f"backend {backend!r} is not supported yet by this launcher: use rsl_rl")
+        raise ConfigError(f"unknown backend {backend!r}: expected one of "
+                          + ", ".join(SUPPORTED_BACKENDS))
 
     raw_mode = (value(args.checkpoint_mode, "CHECKPOINT_MODE") or "from-scratch").lower()
     mode = MODE_ALIASES.get(raw_mode, raw_mode)
@@ -188,6 +206,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         headless=True,
         azure_workspace=azure_values if all(azure_values) else None,  # type: ignore[arg-type]
         mlflow_tracking_uri=value(None, "MLFLOW_TRACKING_URI"),
+        mlflow_artifact_location=value(None, "MLFLOW_ARTIFACT_LOCATION"),
         auto_resume=auto_resume,
         stop_grace_s=_positive_seconds(value(None, "STOP_GRACE_S"), "STOP_GRACE_S")
         or DEFAULT_STOP_GRACE_S,
@@ -197,6 +216,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         resume_lookup_timeout_s=_positive_seconds(value(None, "AUTO_RESUME_LOOKUP_TIMEOUT_S"),
                                                   "AUTO_RESUME_LOOKUP_TIMEOUT_S")
         or DEFAULT_RESUME_LOOKUP_TIMEOUT_S,
+        task_modules=_module_names(args.task_modules, environ.get("TASK_MODULES", "")),
         enable_cameras=_true_or_false(value(args.enable_cameras, "ENABLE_CAMERAS"),
                                       "ENABLE_CAMERAS", default=False),
         overrides=_overrides(args.override, environ.get(cfg_overrides.ENV_VARIABLE, "")),
@@ -211,6 +231,18 @@ def _overrides(tokens: Sequence[str], environment_json: str) -> dict[str, Any]:
     except cfg_overrides.OverrideError as error:
         raise ConfigError(str(error)) from None
     return merged
+
+
+def _module_names(flags: list[str] | None, variable: str) -> tuple[str, ...]:
+    """--task-module values (they beat TASK_MODULES), or TASK_MODULES split at commas and
+    spaces; each must be a dotted Python module name."""
+    names = [name for text in flags or [variable] for name in re.split(r"[,\s]+", text)
+             if name]
+    for name in names:
+        if not _MODULE_NAME.fullmatch(name):
+            raise ConfigError(f"task module {name!r} is not a dotted Python module name "
+                              "(e.g. my_robot.tasks)")
+    return tuple(names)
 
 
 def default_experiment_name(task: str) -> str:

@@ -3,7 +3,9 @@
 Standard library only. Each requirement is checked with importlib.util.find_spec (nothing is
 imported); only the missing requirements are pip-installed, under constraints that pin what
 the image already ships so pip can neither upgrade nor replace it (the original reinstalled
-everything at each start and broke Isaac Sim's numpy / rsl-rl).
+everything at each start and broke Isaac Sim's numpy / rsl-rl). A line naming a package the
+image ships (a user's ``torch==...`` in the payload's requirements.txt) is refused before
+anything is installed: exit 2, like every other bad input of the payload.
 """
 
 from __future__ import annotations
@@ -18,12 +20,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.config import ConfigError
+
 REQUIREMENTS_FILE = Path(__file__).with_name("requirements.txt")
 
-# Shipped by the image: checked, never installed. (pip package, import name)
-IMAGE_PACKAGES = (("torch", "torch"), ("rsl-rl-lib", "rsl_rl"))
-# Pinned to their installed version while pip runs, so an install cannot move them.
-PROTECTED_DISTRIBUTIONS = ("torch", "numpy", "rsl-rl-lib", "isaaclab", "isaacsim")
+# Shipped by the image, per backend: checked, never installed. (pip package, import name)
+IMAGE_PACKAGES = {"rsl_rl": (("torch", "torch"), ("rsl-rl-lib", "rsl_rl")),
+                  "skrl": (("torch", "torch"), ("skrl", "skrl"))}
+# What an Isaac Lab image ships (PEP 503 names, and the isaaclab-* / isaacsim-* families): a
+# requirements line naming one is refused, and those installed are pinned to their version
+# while pip runs, so an install cannot move them. The client's copy of this rule is
+# osmo_inline.requirements (the two never import each other; a test keeps them equal).
+IMAGE_DISTRIBUTIONS = ("torch", "numpy", "rsl-rl-lib", "skrl", "isaaclab", "isaacsim")
+IMAGE_FAMILIES = ("isaaclab-", "isaacsim-")
+PROTECTED_DISTRIBUTIONS = IMAGE_DISTRIBUTIONS
+
+
+class RefusedRequirement(ConfigError):
+    """requirements.txt names a package the image ships (exit 2, before any install)."""
 
 
 class MissingDependencyError(Exception):
@@ -58,6 +72,22 @@ def read_requirements(path: Path = REQUIREMENTS_FILE) -> list[Requirement]:
     return requirements
 
 
+def image_package(requirement: Requirement) -> str | None:
+    """The image package a requirement names (normalised), or None."""
+    name = re.sub(r"[-_.]+", "-", requirement.package).lower()
+    return name if name in IMAGE_DISTRIBUTIONS or name.startswith(IMAGE_FAMILIES) else None
+
+
+def refuse_image_packages(requirements: list[Requirement]) -> None:
+    refused = [r.spec for r in requirements if image_package(r)]
+    if refused:
+        raise RefusedRequirement(
+            f"{REQUIREMENTS_FILE.name}: {', '.join(refused)} would replace what the image "
+            f"ships ({', '.join(IMAGE_DISTRIBUTIONS)}): remove the line; the image's own "
+            "version is used"
+        )
+
+
 def is_importable(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -66,19 +96,24 @@ def is_importable(module: str) -> bool:
 
 
 def ensure_dependencies(
-    environ: Mapping[str, str], *, azure: bool, requirements: list[Requirement] | None = None
+    environ: Mapping[str, str], *, azure: bool, backend: str = "rsl_rl",
+    requirements: list[Requirement] | None = None,
 ) -> list[str]:
     """Install what is missing; return the pip specs installed (empty: nothing was needed).
 
-    Raises MissingDependencyError naming the pip packages when something stays missing.
+    Raises MissingDependencyError naming the pip packages when something stays missing, and
+    RefusedRequirement, before anything is installed, for a line naming an image package.
     """
-    missing_from_image = [pkg for pkg, module in IMAGE_PACKAGES if not is_importable(module)]
+    listed = read_requirements() if requirements is None else requirements
+    refuse_image_packages(listed)
+    missing_from_image = [pkg for pkg, module in IMAGE_PACKAGES[backend]
+                          if not is_importable(module)]
     if missing_from_image:
         raise MissingDependencyError(
             "missing packages the image should ship (not installed by the launcher): "
             + " ".join(missing_from_image)
         )
-    wanted = [r for r in requirements or read_requirements() if azure or not r.azure_only]
+    wanted = [r for r in listed if azure or not r.azure_only]
     missing = [r for r in wanted if not is_importable(r.module)]
     if not missing:
         return []

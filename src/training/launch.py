@@ -22,7 +22,6 @@ Every error a user can cause maps to its exit code in one table, :data:`EXIT_COD
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sys
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from training.app import NO_APP, App, start_app
 from training.config import ConfigError, RunConfig, parse_config
-from training.deps import MissingDependencyError, ensure_dependencies
+from training.deps import ensure_dependencies
 from training.stop import GracefulStop, StopRequested
 
 if TYPE_CHECKING:
@@ -61,32 +60,34 @@ MLFLOW_HTTP_DEFAULTS = {
 }
 
 
-class SmokeFailed(Exception):
-    """The smoke test failed (exit 4); nothing was trained."""
+# Errors a user can cause -> the README's exit code; (module, class, code). Looked up in
+# sys.modules, not imported: an error of a module that was never imported cannot have been
+# raised, and the table must work before the heavy packages are there (exit 3).
+EXIT_CODES = (
+    ("training.config", "ConfigError", EXIT_BAD_INPUT),
+    ("training.envs", "TaskError", EXIT_BAD_INPUT),
+    ("training.deps", "MissingDependencyError", EXIT_MISSING_DEPENDENCY),
+    ("training.smoke", "SmokeFailed", EXIT_SMOKE_FAILED),
+    ("training.tracking", "TrackingError", EXIT_TRAINING_FAILED),
+    ("training.session", "TrainingFailed", EXIT_TRAINING_FAILED),
+    ("training.registry", "RegistrationError", EXIT_REGISTRATION_FAILED),
+    ("training.checkpoints", "CheckpointUnavailable", EXIT_CHECKPOINT_UNUSABLE),
+    ("training.backends.base", "CheckpointError", EXIT_CHECKPOINT_UNUSABLE),
+)
 
 
 def exit_code_for(error: BaseException) -> int | None:
     """The README's exit code for an error a user can cause; None for a bug (exit 5 with its
-    traceback). The one place that maps errors to codes."""
-    from training.backends.base import CheckpointError
-    from training.checkpoints import CheckpointUnavailable
-    from training.envs import TaskError
-    from training.registry import RegistrationError
-    from training.session import TrainingFailed
-    from training.store import StoreFailure
-    from training.tracking import TrackingError
-
-    if isinstance(error, StoreFailure):
+    traceback). The one place that maps errors to codes; a store failure carries its own
+    (75 when the store did not answer, 5 when it refused: training.store)."""
+    store = sys.modules.get("training.store")
+    if store is not None and isinstance(error, store.StoreFailure):
         return error.exit_code
-    codes: tuple[tuple[type[BaseException], int], ...] = (
-        (ConfigError, EXIT_BAD_INPUT), (TaskError, EXIT_BAD_INPUT),
-        (MissingDependencyError, EXIT_MISSING_DEPENDENCY), (SmokeFailed, EXIT_SMOKE_FAILED),
-        (TrackingError, EXIT_TRAINING_FAILED), (TrainingFailed, EXIT_TRAINING_FAILED),
-        (RegistrationError, EXIT_REGISTRATION_FAILED),
-        (CheckpointUnavailable, EXIT_CHECKPOINT_UNUSABLE),
-        (CheckpointError, EXIT_CHECKPOINT_UNUSABLE),
-    )
-    return next((code for kind, code in codes if isinstance(error, kind)), None)
+    for module_name, class_name, code in EXIT_CODES:
+        kind = getattr(sys.modules.get(module_name), class_name, None)
+        if kind is not None and isinstance(error, kind):
+            return code
+    return None
 
 
 def fail(code: int, message: str) -> int:
@@ -111,13 +112,14 @@ def launch(argv: Sequence[str]) -> tuple[int, App]:
     app = NO_APP
     download_dir = config.output_dir / "downloads" / uuid.uuid4().hex  # this launch's own
     try:
-        installed = ensure_dependencies(os.environ, azure=config.azure_workspace is not None)
+        installed = ensure_dependencies(os.environ, azure=config.uses_azure_ml,
+                                        backend=config.backend)
         if installed:
             print(f"installed missing packages: {' '.join(installed)}", flush=True)
         for name, value in MLFLOW_HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
         app = start_app(config, reinstall_signals=stop.install)
-        return run(config, stop, download_dir), app
+        return run(config, stop, app, download_dir), app
     except StopRequested:  # a signal before training started: nothing to save
         print("stopped before training started; exiting 75 (retryable)", flush=True)
         return EXIT_RETRYABLE, app
@@ -131,7 +133,7 @@ def launch(argv: Sequence[str]) -> tuple[int, App]:
         shutil.rmtree(download_dir, ignore_errors=True)  # checkpoints fetched to start from
 
 
-def run(config: RunConfig, stop: GracefulStop, download_dir: Path) -> int:
+def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> int:
     """Steps 5 to 8; heavy imports start here."""
     from training.backends import load_backend
     from training.envs import make_env
@@ -147,7 +149,8 @@ def run(config: RunConfig, stop: GracefulStop, download_dir: Path) -> int:
         return finish_earlier_run(config, backend, resumed) if continued(resumed) else EXIT_OK
     device = config.device or _default_device()
     env_handle = make_env(config.task, backend=backend, num_envs=config.num_envs,
-                          seed=config.seed, device=device)
+                          seed=config.seed, device=device, task_modules=config.task_modules,
+                          overrides=config.overrides)
     try:
         max_iterations = config.max_iterations or env_handle.max_iterations
         if nothing_left_to_do(config, init, max_iterations):  # the task's default count
@@ -155,7 +158,7 @@ def run(config: RunConfig, stop: GracefulStop, download_dir: Path) -> int:
                     else EXIT_OK)
         save_interval = config.save_interval or env_handle.save_interval
         settings = run_settings(config, env_handle, max_iterations, save_interval,
-                                backend.versions())
+                                {**backend.versions(), **app.versions()})
         with TrackedRun(config, backend, stop, env_handle, device=device,
                         max_iterations=max_iterations, save_interval=save_interval,
                         settings=settings, resumed=resumed, target=target) as tracked:
@@ -165,7 +168,7 @@ def run(config: RunConfig, stop: GracefulStop, download_dir: Path) -> int:
 
 
 def smoke_test(config: RunConfig) -> None:
-    from training.smoke import format_table, run_smoke_test
+    from training.smoke import SmokeFailed, format_table, run_smoke_test
 
     passed, results = run_smoke_test(config)
     print(format_table(results), flush=True)
@@ -220,7 +223,12 @@ def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_i
                  versions: Mapping[str, str]) -> dict[str, str]:
     """What a run is: logged both as params (searchable) and tags (the later auto-resume by
     workflow id looks runs up by tag)."""
+    from training.overrides import as_params
+    from training.sweep_report import sweep_tags
+
     return {
+        **as_params(config.overrides),  # override.agent.<path>: what the user changed
+        **sweep_tags(os.environ),  # sweep.id, sweep.task, sweep.value.<key> of a sweep's task
         "task": config.task,
         "num_envs": str(getattr(env_handle.env, "num_envs", config.num_envs)),
         "max_iterations": str(max_iterations),
@@ -228,7 +236,6 @@ def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_i
         "seed": str(env_handle.seed),
         "backend": config.backend,
         **versions,
-        **runtime_versions(),
         "env_kind": str(env_handle.kind),
         "checkpoint_mode": config.checkpoint_mode,
         "checkpoint_uri": config.checkpoint_uri if config.uses_checkpoint else "",
@@ -236,18 +243,6 @@ def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_i
         "workflow_id": config.workflow_id or "",
         "image": config.image or "",
     }
-
-
-def runtime_versions() -> dict[str, str]:
-    """Python, and Isaac Lab / Isaac Sim where installed, for the run's record."""
-    import importlib.metadata
-    import platform
-
-    found = {"python_version": platform.python_version()}
-    for distribution in ("isaaclab", "isaacsim"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[f"{distribution}_version"] = importlib.metadata.version(distribution)
-    return found
 
 
 def _default_device() -> str:

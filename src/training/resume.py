@@ -146,7 +146,8 @@ def _fetch_and_check(client: MlflowClient, run_id: str, iteration: int, download
     name = f"checkpoints/model_{iteration}.pt"
     try:
         local = Path(client.download_artifacts(run_id, name, str(folder)))
-        client.download_artifacts(run_id, name + ".sha256", str(folder))
+        client.download_artifacts(run_id, f"checkpoints/{sidecar_of(Path(name)).name}",
+                                  str(folder))
     except Exception as error:  # MLflow raises many types
         client.get_run(run_id)  # the store itself gone: this raises, and the look-up retries
         reason = f"download failed: {first_line(error)}"

@@ -18,12 +18,12 @@ import contextlib
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training import checkpoints, tracking
+from training import azure, checkpoints, tracking
 from training.backends.base import Checkpoint, TrainHooks, TrainResult
 from training.config import RunConfig
 from training.resume import ATTEMPTS_TAG, ResumePoint
@@ -75,8 +75,9 @@ class TrackedRun:
 
         self.client = MlflowClient()
         config, resumed = self.config, self.resumed
-        tags = {**self.settings,
-                ATTEMPTS_TAG: str(resumed.attempt if resumed is not None else 1)}
+        tags = azure.fit_tags({**self.settings,
+                               ATTEMPTS_TAG: str(resumed.attempt if resumed is not None else 1)},
+                              self.target.uri)
         try:
             experiment_id = tracking.experiment_id_for(config.experiment_name, self.target)
             self.run_id = tracking.start_run(config, experiment_id, tags=tags,
@@ -89,7 +90,9 @@ class TrackedRun:
             self.stop.set_last_words(lambda: self._end("KILLED"))
             self._log_settings()
             self.log_dir = tracking.log_dir_for(config, self.run_id)
-            self._metrics = tracking.MetricLogger(self.client, self.run_id)
+            self._metrics = tracking.MetricLogger(
+                self.client, self.run_id,
+                batch_size=azure.limits_for(self.target.uri).max_metrics_per_batch)
             self._uploader = checkpoints.CheckpointUploader(
                 self.client, self.run_id, ready=self._metrics_handled_before)
         except BaseException:
@@ -153,14 +156,12 @@ class TrackedRun:
         if final is None:
             raise TrainingFailed("training wrote no checkpoint")
         final_info = self.backend.inspect_checkpoint(final)
-        assert self._metrics is not None
-        self._metrics.wait_handled_through(final_info.iteration - 1,
-                                           self.stop.time_left(METRICS_RESERVE_S))
+        deadline = self.stop.deadline_for(self.config.upload_timeout_s, UPLOAD_RESERVE_S)
         try:
+            # Like every checkpoint, the final one goes only after the metrics before it.
+            self._wait_for_metrics(final_info.iteration - 1, deadline)
             store_final(self.client, self.config, self.backend, self.run_id, final_info,
-                        from_checkpoint=init,
-                        deadline=self.stop.deadline_for(self.config.upload_timeout_s,
-                                                        UPLOAD_RESERVE_S))
+                        from_checkpoint=init, deadline=deadline)
         except Exception as error:
             # Retryable when the store did not answer: on a cluster the file goes with the
             # pod, and a rescheduled attempt resumes from the last stored checkpoint.
@@ -174,6 +175,14 @@ class TrackedRun:
             register_final(self.client, self.config, self.run_id, self.settings, final_info)
         self.succeeded = True
         return 0
+
+    def _wait_for_metrics(self, step: int, deadline: Callable[[], float]) -> None:
+        """Until every metric of steps <= step is stored or counted lost; TimeoutError (the
+        store did not answer) when deadline() passes first."""
+        assert self._metrics is not None
+        while not self._metrics.wait_handled_through(step, 0.5):
+            if time.monotonic() >= deadline():
+                raise TimeoutError("the metrics before it did not reach the store in time")
 
     def _finish_after_stop(self, result: TrainResult) -> int:
         """The backend saved at the iteration boundary and returned: store that checkpoint (and
@@ -351,6 +360,8 @@ class ProgressPrinter:
         self._max_iterations = max_iterations
         self._reward, self._fps = backend.REWARD_METRIC, backend.FPS_METRIC
         self._first: tuple[int, float] | None = None
+        # skrl reports the reward only in iterations where episodes ended: show the last one.
+        self._last_reward: float | None = None
 
     def show(self, iteration: int, values: Mapping[str, float]) -> None:
         now = time.monotonic()
@@ -359,7 +370,9 @@ class ProgressPrinter:
             self._first = (iteration, now)
         parts = [f"it {done}/{self._max_iterations}"]
         if self._reward in values:
-            parts.append(f"reward {float(values[self._reward]):.1f}")
+            self._last_reward = float(values[self._reward])
+        if self._last_reward is not None:
+            parts.append(f"reward {self._last_reward:.1f}")
         if self._fps and self._fps in values:
             parts.append(f"{float(values[self._fps]):,.0f} steps/s")
         first_iteration, first_time = self._first

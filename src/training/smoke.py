@@ -16,17 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from training import azure
 from training.config import RunConfig
 from training.tracking import (
     TrackingTarget,
-    azure_ml_client,
     experiment_id_for,
     first_line,
     resolve_tracking_target,
     use_tracking_target,
 )
 
-AZURE_MANAGEMENT_SCOPE = "https://management.azure.com/.default"
+
+class SmokeFailed(Exception):
+    """The smoke test failed (exit 4); nothing was trained."""
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,8 @@ class CheckResult:
 def run_smoke_test(config: RunConfig) -> tuple[bool, list[CheckResult]]:
     checks: list[tuple[str, Callable[[], str | None]]] = []
     if config.azure_workspace is not None:
-        credential_holder: list = []
-        checks.append(("Azure credential", lambda: _azure_token(credential_holder)))
-        checks.append(("Azure ML workspace",
-                       lambda: _azure_workspace(config, credential_holder)))
+        checks.append(("Azure credential", _azure_token))
+        checks.append(("Azure ML workspace", lambda: _azure_workspace(config)))
     checks.append(("MLflow round trip", lambda: _mlflow_round_trip(config)))
     checks.append(("GPUs", _gpus))
 
@@ -73,19 +73,17 @@ def format_table(results: list[CheckResult]) -> str:
     return "\n".join(lines)
 
 
-def _azure_token(credential_holder: list) -> str:
-    from azure.identity import DefaultAzureCredential
-
-    credential = DefaultAzureCredential()
-    token = credential.get_token(AZURE_MANAGEMENT_SCOPE)
-    credential_holder.append(credential)
-    return f"token acquired (expires at unix time {token.expires_on})"
+def _azure_token() -> str:
+    credential = azure.build_credential()
+    token = azure.acquire_token(credential)
+    return f"{type(credential).__name__}: token acquired (expires at unix time {token.expires_on})"
 
 
-def _azure_workspace(config: RunConfig, credential_holder: list) -> str:
+def _azure_workspace(config: RunConfig) -> str:
+    # The one workspace request of the process: the round trip below and the launcher's
+    # tracking target reuse its answer (azure.resolve_workspace is cached).
     assert config.azure_workspace is not None
-    name = config.azure_workspace[2]
-    workspace = azure_ml_client(config.azure_workspace, credential_holder[0]).workspaces.get(name)
+    workspace = azure.resolve_workspace(config.azure_workspace)
     return f"{workspace.name} ({workspace.location})"
 
 

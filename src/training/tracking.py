@@ -2,10 +2,9 @@
 
 Tracking URI, in this order:
 1. the Azure ML workspace's MLflow URI when AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and
-   AZUREML_WORKSPACE_NAME are all set (azure-ai-ml + azure-identity, imported only then;
-   DefaultAzureCredential picks up workload identity from AZURE_CLIENT_ID, AZURE_TENANT_ID
-   and AZURE_FEDERATED_TOKEN_FILE);
-2. MLFLOW_TRACKING_URI;
+   AZUREML_WORKSPACE_NAME are all set, or MLFLOW_TRACKING_URI is an `azureml://` workspace URI
+   (training.azure: credential, workspace request, limits);
+2. MLFLOW_TRACKING_URI (new experiments' artifacts under MLFLOW_ARTIFACT_LOCATION when set);
 3. a local sqlite store `$TRAINING_OUTPUT_DIR/mlflow.db` with artifacts in
    `$TRAINING_OUTPUT_DIR/mlartifacts`.
 """
@@ -44,14 +43,25 @@ class TrackingError(Exception):
 class TrackingTarget:
     uri: str
     source: str  # "azureml", "MLFLOW_TRACKING_URI" or "local"
-    artifact_location: str | None = None  # set only for the local default store
+    artifact_location: str | None = None  # for experiments this run creates; None: the store's
 
 
 def resolve_tracking_target(config: RunConfig) -> TrackingTarget:
-    if config.azure_workspace is not None:
-        return TrackingTarget(uri=azureml_tracking_uri(config.azure_workspace), source="azureml")
+    # Azure ML: the three workspace variables, or an azureml:// MLFLOW_TRACKING_URI; both go
+    # through the workspace request, which gives azureml-mlflow our credential (training.azure).
+    from training import azure  # light: the Azure SDKs are imported only when used
+
+    workspace = config.azure_workspace or azure.workspace_from_tracking_uri(
+        config.mlflow_tracking_uri or "")
+    if workspace is not None:
+        try:
+            resolved = azure.resolve_workspace(workspace)
+        except azure.AzureError as error:
+            raise TrackingError(str(error)) from error
+        return TrackingTarget(uri=resolved.tracking_uri, source="azureml")
     if config.mlflow_tracking_uri:
-        return TrackingTarget(uri=config.mlflow_tracking_uri, source="MLFLOW_TRACKING_URI")
+        return TrackingTarget(uri=config.mlflow_tracking_uri, source="MLFLOW_TRACKING_URI",
+                              artifact_location=config.mlflow_artifact_location)
     output_dir = config.output_dir.resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     return TrackingTarget(
@@ -59,29 +69,6 @@ def resolve_tracking_target(config: RunConfig) -> TrackingTarget:
         source="local",
         artifact_location=(output_dir / "mlartifacts").as_uri(),
     )
-
-
-def azure_ml_client(workspace: tuple[str, str, str], credential: Any = None) -> Any:
-    """An azure-ai-ml MLClient for (subscription, resource group, workspace). The default
-    credential chain includes workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID,
-    AZURE_FEDERATED_TOKEN_FILE), as OSMO's pods provide it."""
-    from azure.ai.ml import MLClient
-    from azure.identity import DefaultAzureCredential
-
-    subscription_id, resource_group, name = workspace
-    return MLClient(credential or DefaultAzureCredential(), subscription_id, resource_group, name)
-
-
-def azureml_tracking_uri(workspace: tuple[str, str, str]) -> str:
-    subscription_id, resource_group, name = workspace
-    try:
-        return azure_ml_client(workspace).workspaces.get(name).mlflow_tracking_uri
-    except Exception as error:  # the Azure SDKs raise many types; all mean "cannot reach it"
-        raise TrackingError(
-            f"cannot get the MLflow URI of Azure ML workspace {name!r} "
-            f"(subscription {subscription_id}, resource group {resource_group}): "
-            f"{first_line(error)}"
-        ) from error
 
 
 def connect(config: RunConfig) -> TrackingTarget:

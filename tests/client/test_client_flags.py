@@ -81,10 +81,10 @@ def test_each_environment_override_reaches_the_spec(project, submit, monkeypatch
 
 def test_a_flag_beats_its_environment_variable(project, submit, monkeypatch):
     monkeypatch.setenv("NUM_ENVS", "16")
-    monkeypatch.setenv("TASK", "from-env")
+    monkeypatch.setenv("TASK", "Isaac-FromEnv-v0")
     spec = submit("-n", "32", "--dry-run").stdout
     assert env_of(spec)["NUM_ENVS"] == "32"
-    assert env_of(spec)["TASK"] == "from-env"
+    assert env_of(spec)["TASK"] == "Isaac-FromEnv-v0"
 
 
 def test_defaults_match_the_seed(project, submit):

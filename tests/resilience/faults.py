@@ -92,7 +92,7 @@ def audit_checkpoints(client: Any, run_id: str) -> StoredCheckpoints:
 
 
 def _digest_problem(checkpoint: Path) -> str | None:
-    sidecar = checkpoint.with_name(checkpoint.name + ".sha256")
+    sidecar = checkpoint.with_suffix(".sha256")
     if not sidecar.is_file():
         return "no .sha256 sidecar"
     recorded = sidecar.read_text().split()[0]

@@ -60,7 +60,7 @@ def wait_for_stored(client: MlflowClient, run_id: str, iteration: int,
                     poll_s: float = 0.2) -> None:
     """Until model_<iteration>.pt and its sidecar (written after it) are in the store."""
     wait_until(
-        lambda: f"model_{iteration}.pt.sha256" in artifact_names(client, run_id, "checkpoints"),
+        lambda: f"model_{iteration}.sha256" in artifact_names(client, run_id, "checkpoints"),
         ATTEMPT_TIMEOUT_S, f"model_{iteration}.pt uploaded to run {run_id}", poll_s)
 
 

@@ -189,7 +189,8 @@ def test_unverifiable_and_unloadable_checkpoints_are_skipped_naming_why(
     upload_checkpoint(client, run_id, files / "model_1.pt", "checkpoints")
 
     config = parse_config(["--task", "InvertedPendulum-v5"], env)
-    point = find_resume_point(config, env["WORKFLOW_ID"], inspect_checkpoint)
+    point = find_resume_point(config, env["WORKFLOW_ID"], tmp_path / "downloads",
+                              inspect_checkpoint)
     assert point is not None and point.run_id == run_id
     assert point.checkpoint is None and point.attempt == 2
     lines = capsys.readouterr().out.splitlines()

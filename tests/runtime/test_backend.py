@@ -178,6 +178,7 @@ def _scenario(out: Path) -> None:
     import io
 
     import torch
+    from support.state_dicts import deep_equal
 
     from training.backends import rsl_rl as backend
     from training.backends import rsl_rl_compat as compat
@@ -232,7 +233,7 @@ def _scenario(out: Path) -> None:
     optimizer = resumed.alg.optimizer.state_dict()
     report["resume"] = {
         "loaded_iteration": resumed.current_learning_iteration,
-        "optimizer_equal_to_file": _equal(optimizer, saved["optimizer_state_dict"]),
+        "optimizer_equal_to_file": deep_equal(optimizer, saved["optimizer_state_dict"]),
         "optimizer_steps": int(next(iter(optimizer["state"].values()))["step"]),
     }
     with contextlib.redirect_stdout(stdout):
@@ -242,7 +243,7 @@ def _scenario(out: Path) -> None:
     weights = compat.policy_state(warm)
     report["warm"] = {
         "loaded_iteration": warm.current_learning_iteration,
-        "weights_equal_to_file": all(_equal(w, saved[key]) for key, w in weights.items()),
+        "weights_equal_to_file": all(deep_equal(w, saved[key]) for key, w in weights.items()),
         "optimizer_state_empty": warm.alg.optimizer.state_dict()["state"] == {},
     }
     report["warm"].update(run("warm", 2, init=six, mode="warm-start"))
@@ -268,19 +269,6 @@ def _scenario(out: Path) -> None:
         report["mismatch_error"] = str(error)
     report["stdout"] = stdout.getvalue()
     (out / "scenario.json").write_text(json.dumps(report))
-
-
-def _equal(a: Any, b: Any) -> bool:
-    """Deep equality of (nested) state dicts holding tensors."""
-    import torch
-
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and torch.equal(a, b)
-    return a == b
 
 
 if __name__ == "__main__":

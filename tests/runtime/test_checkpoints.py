@@ -47,7 +47,7 @@ def test_missing_path_and_empty_directory_are_unavailable(tmp_path: Path) -> Non
 
 def test_a_download_that_does_not_match_its_sha256_is_refused(tmp_path: Path) -> None:
     _files(tmp_path, "model_4.pt")
-    (tmp_path / "model_4.pt.sha256").write_text(f"{'0' * 64}  model_4.pt\n")
+    (tmp_path / "model_4.sha256").write_text(f"{'0' * 64}  model_4.pt\n")
     with pytest.raises(CheckpointUnavailable, match="corrupt"):
         fetch_checkpoint(str(tmp_path / "model_4.pt"), tmp_path / "dl")
 
@@ -105,7 +105,7 @@ def test_uploads_during_an_outage_reach_the_store_when_it_returns(
     assert report.not_uploaded == {}, report.summary()
     stored = {Path(f.path).name for f in
               run_on_own_server.client.list_artifacts(run_on_own_server.run_id, "checkpoints")}
-    assert {"model_1.pt", "model_2.pt", "model_1.pt.sha256"} <= stored
+    assert {"model_1.pt", "model_2.pt", "model_1.sha256"} <= stored
 
 
 @pytest.mark.slow

@@ -62,8 +62,8 @@ def test_azure_workspace_needs_all_three_values() -> None:
         (["--checkpoint-mode", "later"], TEMPLATE_EMPTIES, "unknown checkpoint mode 'later'"),
         (["--num_envs", "0"], TEMPLATE_EMPTIES, "num_envs must be at least 1"),
         (["--max_iterations", "ten"], TEMPLATE_EMPTIES, "max_iterations must be a whole number"),
-        (["--backend", "skrl"], TEMPLATE_EMPTIES, "not supported yet"),
-        (["--backend", "sb3"], TEMPLATE_EMPTIES, "unknown backend"),
+        (["--backend", "sb3"], TEMPLATE_EMPTIES, "unknown backend 'sb3': expected one of "
+                                                 "rsl_rl, skrl"),
         ([], TEMPLATE_EMPTIES | {"RUN_AZURE_SMOKE_TEST": "maybe"}, "must be 0 or 1"),
     ],
 )

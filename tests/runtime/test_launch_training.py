@@ -88,7 +88,7 @@ def test_train_streams_metrics_and_checkpoints_and_stores_the_final(
 
     assert {f"model_{i}.pt" for i in range(2, 21, 2)} <= artifact_names(client, run_id,
                                                                       "checkpoints")
-    assert "model_2.pt.sha256" in artifact_names(client, run_id, "checkpoints")
+    assert "model_2.sha256" in artifact_names(client, run_id, "checkpoints")
     final_dir = Path(mlflow.artifacts.download_artifacts(
         f"runs:/{run_id}/checkpoints/final", dst_path=str(tmp_path / "final")))
     manifest = json.loads((final_dir / "checkpoint.json").read_text())

@@ -126,8 +126,6 @@ def test_overrides_are_params_with_their_typed_values():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="launch.py does not pass config.overrides to make_env "
-                   "yet (the lead's one-line change; then remove this marker)")
 def test_an_unknown_key_in_the_container_is_one_line_and_exit_2(tmp_path: Path):
     env = launcher_env(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "out",
                        CFG_OVERRIDES=json.dumps({"agent.algorithm.learnin_rate": "1e-3"}))

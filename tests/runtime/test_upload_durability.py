@@ -58,14 +58,14 @@ def test_uploads_failing_in_an_outage_are_retried_before_close(run_on_own_server
         return artifact_names(client, run_id, "checkpoints") if server.healthy() else set()
 
     # No close(): the worker retries by itself, as it does while training goes on.
-    wait_until(lambda: {"model_1.pt", "model_2.pt", "model_1.pt.sha256",
-                         "model_2.pt.sha256"} <= stored(), 60, "both checkpoints stored")
+    wait_until(lambda: {"model_1.pt", "model_2.pt", "model_1.sha256",
+                         "model_2.sha256"} <= stored(), 60, "both checkpoints stored")
     report = uploader.close(within(10))
     assert report.uploaded == [1, 2] and report.not_uploaded == {}
     assert uploader.failures >= 2  # it did fail during the outage
     print(f"\nsubmit() during the outage: {', '.join(f'{t * 1000:.2f} ms' for t in submit_s)}")
     assert max(submit_s) < 0.05, submit_s
-    sidecar = Path(client.download_artifacts(run_id, "checkpoints/model_2.pt.sha256",
+    sidecar = Path(client.download_artifacts(run_id, "checkpoints/model_2.sha256",
                                              str(tmp_path / "dl")))
     assert sidecar.read_text().split()[0] == hashlib.sha256(files[2].read_bytes()).hexdigest()
 
@@ -123,7 +123,7 @@ def test_a_store_down_at_the_end_is_retried_and_the_retry_stores_the_final(
     with background_launcher(launcher_env(server.url, tmp_path / "pod-1", **workflow), *args,
                              cwd=tmp_path) as first:
         run_id = first.wait_for(r"^run (\w+): ", 120)[1]
-        wait_until(lambda: "model_2.pt.sha256" in artifact_names(client, run_id, "checkpoints"),
+        wait_until(lambda: "model_2.sha256" in artifact_names(client, run_id, "checkpoints"),
                    60, "model_2.pt stored")
         server.stop()
         assert first.finish(180) == 75, first.output

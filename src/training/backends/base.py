@@ -25,13 +25,46 @@ class CheckpointError(Exception):
     """
 
 
+# Every checkpoint format a backend here reads or writes, by the keys of the saved dict:
+# name -> (who writes it, keys that identify it). The name's prefix is the backend (NAME)
+# that loads it, so a user handed the wrong one can be told which backend to use.
+CHECKPOINT_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "rsl_rl-2": ("rsl-rl 2.x/3.x", ("model_state_dict", "optimizer_state_dict", "iter")),
+    "rsl_rl-5": (
+        "rsl-rl 4.x/5.x",
+        ("actor_state_dict", "critic_state_dict", "optimizer_state_dict", "iter"),
+    ),
+    "skrl": ("skrl", ("policy", "value")),
+}
+
+
+def checkpoint_format_of(saved: Mapping[str, Any]) -> str | None:
+    """The format (a key of CHECKPOINT_FORMATS) a loaded checkpoint dict was written in, or
+    None when it is none of them."""
+    for name, (_, keys) in CHECKPOINT_FORMATS.items():
+        if all(key in saved for key in keys):
+            return name
+    return None
+
+
+def describe_checkpoint_format(name: str) -> str:
+    """E.g. "rsl-rl 4.x/5.x (actor_state_dict, critic_state_dict, ...)"."""
+    writer, keys = CHECKPOINT_FORMATS[name]
+    return f"{writer} ({', '.join(keys)})"
+
+
+def backend_of_format(name: str) -> str:
+    """The backend (TRAINING_BACKEND value) whose library reads checkpoint format ``name``."""
+    return name.split("-")[0]
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A checkpoint file on local disk that a backend has inspected and can load."""
 
     path: Path
     iteration: int
-    format: str  # e.g. "rsl_rl-2" (rsl-rl <= 3.x keys) or "rsl_rl-5" (rsl-rl >= 5 keys)
+    format: str  # a key of CHECKPOINT_FORMATS: "rsl_rl-2", "rsl_rl-5", "skrl"
 
 
 @dataclass
@@ -88,7 +121,7 @@ class Backend(Protocol):
     def make_gym_env(self, task: str, *, num_envs: int, seed: int | None,
                      device: str, overrides: Mapping[str, Any] | None = None) -> EnvHandle:
         """A gymnasium task wrapped for this library, with its agent cfg (training/agents).
-        ``overrides`` (passed only when there are some): ``agent.*`` applied to the neutral cfg
+        ``overrides``: ``agent.*`` applied to the neutral cfg
         (``read_agent_cfg(..., overrides=)``), ``env.*`` the env's kwargs, checked and typed
         by make_env, for ``gymnasium.make_vec``."""
         ...

@@ -54,6 +54,9 @@ from training.backends.base import (  # noqa: E402
     LoadMode,
     TrainHooks,
     TrainResult,
+    backend_of_format,
+    checkpoint_format_of,
+    describe_checkpoint_format,
 )
 
 NAME = "rsl_rl"
@@ -111,7 +114,7 @@ def checkpoint_format() -> str:
 
 def inspect_checkpoint(path: Path) -> Checkpoint:
     """Check that ``path`` is a complete checkpoint the installed rsl-rl can load."""
-    expected = compat.describe_format(compat.CHECKPOINT_FORMAT)
+    expected = describe_checkpoint_format(compat.CHECKPOINT_FORMAT)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # truncated zip, not a torch file, unreadable ...
@@ -119,15 +122,20 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
             f"{path} is not a readable checkpoint (truncated or corrupt: {_first_line(error)}); "
             f"expected an {expected} checkpoint"
         ) from error
-    found = compat.checkpoint_format_of(saved) if isinstance(saved, dict) else None
+    found = checkpoint_format_of(saved) if isinstance(saved, dict) else None
     if found is None:
         keys = ", ".join(sorted(map(str, saved))[:6]) if isinstance(saved, dict) else "no dict"
         raise CheckpointError(
             f"{path} is not an rsl-rl checkpoint (found {keys}); expected an {expected} checkpoint"
         )
+    if backend_of_format(found) != NAME:
+        raise CheckpointError(
+            f"{path} was written by {describe_checkpoint_format(found)}, but the {NAME} backend "
+            f"loads only {expected}: train with -b {backend_of_format(found)}, or from scratch"
+        )
     if found != compat.CHECKPOINT_FORMAT:
         raise CheckpointError(
-            f"{path} was written by {compat.describe_format(found)}, but the installed "
+            f"{path} was written by {describe_checkpoint_format(found)}, but the installed "
             f"rsl-rl {RSL_RL_VERSION} loads only {expected}; the formats do not convert: "
             "use an image with a matching rsl-rl, or train from scratch"
         )
@@ -215,6 +223,12 @@ def build_runner(
     return runner
 
 
+def random_episode_starts(agent_cfg: dict[str, Any]) -> bool:
+    """Isaac Lab 3.0 agent cfgs carry ``init_at_random_ep_len`` (False for some tasks); 2.x
+    cfgs and ours do not, and their train scripts pass True."""
+    return bool(agent_cfg.get("init_at_random_ep_len", True))
+
+
 def train(
     env_handle: EnvHandle,
     *,
@@ -237,7 +251,8 @@ def train(
     if stopped:  # asked to stop before the first iteration: nothing new to save
         return TrainResult(start, start, init.path if init is not None else None, True)
     try:
-        runner.learn(max_iterations - start, init_at_random_ep_len=True)
+        runner.learn(max_iterations - start,
+                     init_at_random_ep_len=random_episode_starts(env_handle.agent_cfg))
     except _StopRequested:
         stopped = True
     return TrainResult(start, runner.done, runner.last_checkpoint, stopped)

@@ -9,9 +9,10 @@
 The rest of the runtime asks this module instead of testing version numbers itself: the
 environment adapter packs observations with :func:`pack_observations`, the backend builds the
 agent cfg with :func:`agent_cfg_from_neutral`, routes the runner's logging with
-:func:`route_logging`, loads with :func:`load_checkpoint` and names formats with
-:func:`checkpoint_format_of`. Importing this module imports ``rsl_rl`` (light) but not its
-runners. rsl-rl 4.x is treated like 5.x (same model/checkpoint layout); it is not tested.
+:func:`route_logging` and loads with :func:`load_checkpoint` (formats are named by
+``training.backends.base.checkpoint_format_of``). Importing this module imports ``rsl_rl``
+(light) but not its runners. rsl-rl 4.x is treated like 5.x (same model/checkpoint layout);
+it is not tested.
 """
 
 from __future__ import annotations
@@ -42,13 +43,9 @@ RSL_RL_VERSION: str = _installed_version()
 MAJOR: int = int(RSL_RL_VERSION.split(".")[0])
 
 # Checkpoint formats, named after the first rsl-rl major that wrote them. 2.x and 3.x share one.
+# Their keys are in training.backends.base.CHECKPOINT_FORMATS (shared with the other backends).
 FORMAT_V2 = "rsl_rl-2"
 FORMAT_V5 = "rsl_rl-5"
-_FORMAT_KEYS = {
-    FORMAT_V2: ("model_state_dict", "optimizer_state_dict", "iter"),
-    FORMAT_V5: ("actor_state_dict", "critic_state_dict", "optimizer_state_dict", "iter"),
-}
-_FORMAT_WRITERS = {FORMAT_V2: "rsl-rl 2.x/3.x", FORMAT_V5: "rsl-rl 4.x/5.x"}
 CHECKPOINT_FORMAT: str = FORMAT_V5 if MAJOR >= 4 else FORMAT_V2
 
 
@@ -223,18 +220,6 @@ def policy_state(runner: Any) -> dict[str, dict[str, torch.Tensor]]:
 
 
 # --- checkpoints -------------------------------------------------------------------------------
-
-
-def checkpoint_format_of(saved: dict[str, Any]) -> str | None:
-    """The format a loaded checkpoint dict was written in, or None if it is no rsl-rl one."""
-    for name, keys in _FORMAT_KEYS.items():
-        if all(key in saved for key in keys):
-            return name
-    return None
-
-
-def describe_format(name: str) -> str:
-    return f"{_FORMAT_WRITERS[name]} ({', '.join(_FORMAT_KEYS[name])})"
 
 
 def load_checkpoint(runner: Any, path: Path, *, resume: bool, device: str) -> None:

@@ -9,12 +9,15 @@ The launcher calls exactly::
     handle.max_iterations  # the agent cfg's defaults; the launcher decides what is used
     handle.save_interval
     handle.seed            # the seed the env and the agent use
+    handle.cfg_files       # {"params/env.yaml": ..., "params/agent.yaml": ...} (Isaac Lab)
     handle.close()
 
-Which path a task takes:
+First the payload's own task packages are imported (:mod:`training.envs.tasks`: every package
+under ``training/tasks/``, then ``task_modules``), so their ids are registered. Then:
 
 - a registered gymnasium id (``HalfCheetah-v5``, ``Ant-v5``, ``InvertedPendulum-v5`` ...):
   ``backend.make_gym_env`` (our adapter and the agent cfg from ``training/agents``);
+  a payload task registered with an ``env_cfg_entry_point`` kwarg is an Isaac Lab task;
 - anything else when ``isaaclab`` is importable: :mod:`training.envs.isaaclab` (the app is
   already up, see training.app; the task's registered env and agent cfgs, Isaac Lab's own
   wrapper for the backend);
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -65,7 +68,7 @@ def isaaclab_installed() -> bool:
 
 def make_env(
     task: str, *, backend: Backend, num_envs: int, seed: int | None, device: str,
-    overrides: Mapping[str, Any] | None = None,
+    task_modules: Sequence[str] = (), overrides: Mapping[str, Any] | None = None,
 ) -> EnvHandle:
     """``overrides``: ``agent.<path>`` / ``env.<path>`` -> value (training.overrides), applied
     to the resolved cfgs before anything is trained; an unknown path is a TaskError."""
@@ -74,9 +77,11 @@ def make_env(
         raise TaskError(f"num_envs must be at least 1, got {num_envs}")
     import gymnasium
 
-    if task in gymnasium.registry:
-        if not overrides:  # the interface every backend has
-            return backend.make_gym_env(task, num_envs=num_envs, seed=seed, device=device)
+    from training.envs.tasks import register_payload_tasks
+
+    register_payload_tasks(task_modules)  # after the app is up: the launcher starts it first
+    spec = gymnasium.registry.get(task)
+    if spec is not None and "env_cfg_entry_point" not in spec.kwargs:  # not an Isaac Lab task
         env_cfg = resolve_gym_env_cfg(task, num_envs, overrides)
         agent_only = {key: value for key, value in overrides.items() if key.startswith("agent.")}
         env_kwargs = {f"env.{key}": value for key, value in env_cfg.items() if key != "num_envs"}
@@ -86,12 +91,9 @@ def make_env(
     if isaaclab_installed():
         from training.envs.isaaclab import make_isaaclab_env
 
-        if overrides:  # applied where the env and agent cfgs are resolved (see isaaclab.py)
-            return make_isaaclab_env(task, backend=backend, num_envs=num_envs, seed=seed,
-                                     device=device, overrides=overrides)
         return make_isaaclab_env(task, backend=backend, num_envs=num_envs, seed=seed,
-                                 device=device)
-    if task.startswith("Isaac"):
+                                 device=device, overrides=overrides)
+    if spec is not None or task.startswith("Isaac"):
         raise TaskError(
             f"{task} is an Isaac Lab task but isaaclab is not installed here: run it in an "
             "Isaac Lab image, or try a gymnasium task such as HalfCheetah-v5"

@@ -3,13 +3,16 @@
 Runs only inside an Isaac Lab image, after training.app started the app (Isaac Sim requires it
 before any ``isaaclab_tasks`` import). The env cfg comes from the task's registry entry
 (``parse_env_cfg``), the agent cfg from the backend's entry point
-(``rsl_rl_cfg_entry_point`` / ``skrl_cfg_entry_point``), and the backend wraps the env with
-Isaac Lab's own wrapper for its library.
+(``rsl_rl_cfg_entry_point`` / ``skrl_cfg_entry_point``), both resolved as each release's
+own train script resolves them (:mod:`training.envs.isaaclab_compat`), and the backend wraps
+the env with Isaac Lab's own wrapper for its library. ``handle.cfg_files`` holds the resolved cfgs
+as ``params/env.yaml`` / ``params/agent.yaml`` texts, for the launcher to log to the run.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from training.envs import EnvHandle, TaskError, _suggestion
 
@@ -18,33 +21,48 @@ if TYPE_CHECKING:
 
 
 def make_isaaclab_env(
-    task: str, *, backend: Backend, num_envs: int, seed: int | None, device: str
+    task: str, *, backend: Backend, num_envs: int, seed: int | None, device: str,
+    overrides: Mapping[str, Any] | None = None,
 ) -> EnvHandle:
+    """``overrides``: ``env.*`` applied to the env cfg before the env is built, ``agent.*`` to
+    the agent cfg once seeded (training.overrides; an unknown path is a TaskError)."""
     import gymnasium
     import isaaclab_tasks  # noqa: F401  (registers the Isaac-* tasks)
-    from isaaclab_tasks.utils import parse_env_cfg
-    from isaaclab_tasks.utils.parse_cfg import load_cfg_from_registry
+
+    from training.envs import isaaclab_compat as compat
 
     if task not in gymnasium.registry:
         isaac_ids = [name for name in gymnasium.registry if name.startswith("Isaac")]
         raise TaskError(f"unknown task {task!r}: {_suggestion(task, isaac_ids)}")
 
-    env_cfg = parse_env_cfg(task, device=device, num_envs=num_envs)
-    agent_cfg = load_cfg_from_registry(task, backend.ISAACLAB_CFG_ENTRY_POINT)
+    env_cfg, agent_cfg = compat.task_cfgs(task, backend.ISAACLAB_CFG_ENTRY_POINT, device=device,
+                                          num_envs=num_envs)
+    compat.refuse_distillation(task, agent_cfg)
+    env_cfg.seed = _apply_seed_and_device(agent_cfg, seed, device)
+    if overrides:
+        from training.overrides import apply_overrides
+
+        apply_overrides(env_cfg, overrides, "env")
+        apply_overrides(agent_cfg, overrides, "agent")
+    if backend.NAME == "rsl_rl":
+        agent_cfg = compat.adapt_rsl_rl_cfg(agent_cfg, backend.versions()["rsl_rl_version"])
+    params = compat.params_texts(env_cfg, agent_cfg)
+
+    env = compat.single_agent(gymnasium.make(task, cfg=env_cfg))
+    handle = backend.wrap_isaaclab_env(env, agent_cfg, device=device)
+    handle.cfg_files = params
+    return handle
+
+
+def _apply_seed_and_device(agent_cfg: Any, seed: int | None, device: str) -> int:
+    """The seed the env and the agent use, as each library's train script sets it: rsl-rl's
+    cfg is a configclass (seed and device are fields), skrl's a dict read from YAML (its
+    runner takes the device from the env)."""
+    if isinstance(agent_cfg, dict):
+        if seed is not None:
+            agent_cfg["seed"] = seed
+        return int(agent_cfg["seed"])
     if seed is not None:
         agent_cfg.seed = seed
-    env_cfg.seed = agent_cfg.seed
     agent_cfg.device = device
-    try:  # Isaac Lab >= 3.0 adapts older cfg fields to the installed rsl-rl
-        import importlib.metadata
-
-        from isaaclab_rl.rsl_rl import handle_deprecated_rsl_rl_cfg
-
-        agent_cfg = handle_deprecated_rsl_rl_cfg(
-            agent_cfg, importlib.metadata.version("rsl-rl-lib")
-        )
-    except ImportError:
-        pass
-
-    env = gymnasium.make(task, cfg=env_cfg)
-    return backend.wrap_isaaclab_env(env, agent_cfg, device=device)
+    return int(agent_cfg.seed)
