@@ -16,9 +16,10 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from osmo_inline import artifacts, storage
+from osmo_inline import artifacts, storage, sweep
+from osmo_inline import overrides as cfg_overrides
 from osmo_inline.config import CLIENT_FILLED, DEFAULT_PAYLOAD_BUDGET, SubmitConfig
 from osmo_inline.errors import BadInput, ClientError, SpecInvalid
 from osmo_inline.payload import ARCHIVE_PREFIX, Payload, build_payload, summary
@@ -71,6 +72,8 @@ _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 EPILOG = """\
 after --:
   key=value        a template value (e.g. azure_client_id=...); unknown keys are refused
+  agent.PATH=V     override the agent cfg (agent.algorithm.learning_rate=3e-4)
+  env.PATH=V       override the env cfg (env.scene.num_envs=4096; gymnasium: env.<kwarg>)
   --dry-run        print the rendered spec and a payload summary, submit nothing (anywhere)
   anything else    forwarded to `osmo workflow submit` (e.g. --pool NAME --priority LOW)
 
@@ -154,6 +157,13 @@ def build_parser() -> _Parser:
     add("--storage-url", metavar="URL",
         help="s3://, gs:// or azure:// prefix for storage delivery; with --local a directory "
         f"or file:// (environment: {storage.ENV_VAR})")
+    add("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
+        help="one task per combination of these values (repeatable: the grid is the "
+        "product); KEY: seed or another template value, or agent.<path> / env.<path>")
+    add("--yes", action="store_true",
+        help=f"allow a sweep of more than {sweep.MAX_TASKS} tasks")
+    add("--sweep-report", metavar="SWEEP_ID",
+        help="print the table of a recorded sweep and write its learning-curve PNG")
     add("--dry-run", action="store_true", help="print the rendered spec, submit nothing")
     add("--local", action="store_true", help="run the rendered workflow on this machine")
     add("--workflow-id", metavar="ID", help="with --local: the run's workflow id (a retry)")
@@ -163,15 +173,28 @@ def build_parser() -> _Parser:
     return parser
 
 
-def split_after_dashes(tokens: Sequence[str]) -> tuple[dict[str, str], tuple[str, ...], bool]:
-    """Template values, forwarded osmo options and whether --dry-run was among them."""
+class AfterDashes(NamedTuple):
+    values: dict[str, str]  # template values
+    forwarded: tuple[str, ...]  # options for `osmo workflow submit`
+    dry_run: bool
+    overrides: dict[str, str]  # agent.<path> / env.<path> -> the value's text
+
+
+def split_after_dashes(tokens: Sequence[str]) -> AfterDashes:
+    """Template values, forwarded osmo options, whether --dry-run was among them, and the
+    cfg overrides (`agent.<path>=<value>`, `env.<path>=<value>`)."""
     values: dict[str, str] = {}
+    overrides: dict[str, str] = {}
     forwarded: list[str] = []
     dry_run = False
     for token in tokens:
         match = _KEY_VALUE.fullmatch(token)
+        key = token.split("=", 1)[0]
         if match:
             values[match.group(1)] = match.group(2)
+        elif "=" in token and cfg_overrides.is_override_token_key(key):
+            cfg_overrides.check_key(key, redact(token))
+            overrides[key] = token.split("=", 1)[1]
         elif token == "--dry-run":
             dry_run = True
         elif token in ("--set", "--set-string"):
@@ -180,14 +203,13 @@ def split_after_dashes(tokens: Sequence[str]) -> tuple[dict[str, str], tuple[str
         elif "=" in token and not token.startswith("-"):
             # Meant as a template value (osmo options start with "-", and osmo takes no
             # positional key=value): forwarding it would submit a workflow without it.
-            key = token.split("=", 1)[0]
             raise BadInput(f"bad template value {redact(token)!r} after --: the key "
                            f"{key!r} is not a name (letters, digits and _, not starting "
                            "with a digit)" if key else
                            f"bad template value {redact(token)!r} after --: the key is empty")
         else:
             forwarded.append(token)
-    return values, tuple(forwarded), dry_run
+    return AfterDashes(values, tuple(forwarded), dry_run, overrides)
 
 
 def _resolve(
@@ -243,7 +265,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         else (argv, [])
     parser = build_parser()
     flags = parser.parse_args(before)
-    template_values, osmo_args, dry_run_after = split_after_dashes(after)
+    template_values, osmo_args, dry_run_after, overrides = split_after_dashes(after)
     storage_url = storage.resolve_storage_url(flags.storage_url, template_values, environ, cwd)
     storage.check_delivery_settings(flags.delivery, storage_url)
     resolved = _resolve(parser, flags, environ)
@@ -317,6 +339,11 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         project_dir=project_dir,
         payload_budget=_positive_int(flags.payload_budget, "--payload-budget"),
         template_values=template_values,
+        overrides=overrides,
+        sweep=sweep.parse_axes(flags.sweep, [dest for dest, _, _ in OVERRIDABLE]
+                               + [dest for dest, _ in RESOURCES]),
+        yes=flags.yes,
+        sweep_report=flags.sweep_report,
         osmo_args=osmo_args,
         dry_run=flags.dry_run or dry_run_after,
         local=flags.local,
@@ -366,6 +393,18 @@ def user_values(config: SubmitConfig, template: Template) -> dict[str, object]:
     return {**from_flags, **config.template_values}
 
 
+def check_overrides(config: SubmitConfig, template: Template) -> None:
+    """Refuse overrides that could not arrive, or name keys our own agent cfg lacks."""
+    if not config.overrides:
+        return
+    if "cfg_overrides" not in template.variables:
+        raise BadInput(f"{template.path} never uses {{{{ cfg_overrides }}}}: the overrides "
+                       f"would not reach the task (see {DEFAULT_TEMPLATE}, CFG_OVERRIDES)")
+    defaults = cfg_overrides.read_agent_defaults(config.source, config.task, config.backend)
+    if defaults is not None:
+        cfg_overrides.check_agent_paths(config.overrides, defaults)
+
+
 def check_payload_code(config: SubmitConfig, payload: Payload) -> list[str]:
     """What the payload's own code implies, checked here rather than in the container: its
     requirements.txt, and that the task is one it registers or one the image knows. Returns
@@ -377,13 +416,14 @@ def check_payload_code(config: SubmitConfig, payload: Payload) -> list[str]:
 
 
 def prepare(
-    config: SubmitConfig,
+    config: SubmitConfig, payload: Payload | None = None,
 ) -> tuple[str, Payload, dict[str, object], storage.Delivery, list[str]]:
-    """Template + payload -> delivery, validated spec text and the payload's task lines for
-    stderr; writes nothing."""
+    """Template + payload (built here unless given) -> delivery, validated spec text and the
+    payload's task lines for stderr; writes nothing."""
     template = load_template(config.workflow)
     values = user_values(config, template)
-    payload = build_payload(config.source)
+    check_overrides(config, template)
+    payload = payload or build_payload(config.source)
     task_lines = check_payload_code(config, payload)
     delivery = storage.choose(config.delivery, payload, config.payload_budget,
                               config.storage_url, local=config.local)
@@ -395,6 +435,7 @@ def prepare(
         "payload_sha256": payload.sha256,
         "payload_url": delivery.object_url,
         "bootstrap_b64": base64.b64encode(BOOTSTRAP.read_bytes()).decode("ascii"),
+        "cfg_overrides": cfg_overrides.to_spec_json(config.overrides),
     }
     spec_text = render(template, values, filled)
     problems = validate_spec(spec_text, local=config.local)
@@ -404,12 +445,37 @@ def prepare(
 
 
 def run(config: SubmitConfig) -> int:
+    if config.sweep_report:
+        from osmo_inline import sweep_run
+
+        return sweep_run.report(config, config.sweep_report)
+    if config.sweep:
+        from osmo_inline import sweep_run
+
+        return sweep_run.run_sweep(config)
     if not (config.dry_run or config.local):
         # Imported only to submit: a dry run never starts a process (no subprocess import).
         from osmo_inline.osmo import find_osmo
 
         find_osmo()  # fail before writing anything when there is nothing to submit with
     spec_text, payload, values, delivery, task_lines = prepare(config)
+    stored = announce_and_place(config, payload, delivery, task_lines)
+    if config.dry_run:
+        print_dry_run(config, spec_text, payload, delivery, stored)
+        return 0
+    if config.local:
+        from osmo_inline import local  # lazy: only --local needs the executor
+
+        return local.run_spec(load_yaml(spec_text), project_dir=config.project_dir,
+                              quiet=config.quiet, workflow_id=config.workflow_id)
+    submit(config, spec_text, payload, values, delivery)
+    return 0
+
+
+def announce_and_place(config: SubmitConfig, payload: Payload, delivery: storage.Delivery,
+                       task_lines: Sequence[str] = ()) -> str:
+    """The payload summary (and the payload's tasks) on stderr, the payload in .tmp/ and, for
+    storage delivery, in storage; returns what storage said."""
     lines = [*summary(payload), *task_lines, delivery.reason]
     for line in lines:
         if config.quiet and not line.startswith("secrets"):
@@ -423,18 +489,10 @@ def run(config: SubmitConfig) -> int:
                                dry_run=config.dry_run)
         if not config.quiet:
             print(stored, file=sys.stderr)
-    if config.dry_run:
-        _print_dry_run(config, spec_text, payload, delivery, stored)
-        return 0
-    if config.local:
-        from osmo_inline import local  # lazy: only --local needs the executor
-
-        return local.run_spec(load_yaml(spec_text), project_dir=config.project_dir,
-                              quiet=config.quiet, workflow_id=config.workflow_id)
-    return submit(config, spec_text, payload, values, delivery)
+    return stored
 
 
-def _print_dry_run(config: SubmitConfig, spec_text: str, payload: Payload,
+def print_dry_run(config: SubmitConfig, spec_text: str, payload: Payload,
                    delivery: storage.Delivery, stored: str) -> None:
     if config.output == "json":
         print(json.dumps({"spec": spec_text, "payload_sha256": payload.sha256,
@@ -448,8 +506,9 @@ def _print_dry_run(config: SubmitConfig, spec_text: str, payload: Payload,
 
 
 def submit(config: SubmitConfig, spec_text: str, payload: Payload,
-           values: dict[str, object], delivery: storage.Delivery) -> int:
-    """Write the spec to .tmp/, hand it to osmo, record and print the result."""
+           values: dict[str, object], delivery: storage.Delivery,
+           extra: Mapping[str, object] | None = None) -> Submission:
+    """Write the spec to .tmp/, hand it to osmo, record (with `extra`) and print the result."""
     from osmo_inline import osmo
 
     spec_file = artifacts.write_spec(spec_text, config.tmp_dir)
@@ -460,10 +519,10 @@ def submit(config: SubmitConfig, spec_text: str, payload: Payload,
         "workflow_id": submission.workflow_id, "overview": submission.overview_url,
         "payload_sha256": payload.sha256, "delivery": delivery.kind,
         "payload_url": delivery.object_url, "task": config.task,
-        "parameters": values, "osmo_args": list(config.osmo_args),
+        "parameters": values, "osmo_args": list(config.osmo_args), **(extra or {}),
     })
     _print_submission(config, submission, payload)
-    return 0
+    return submission
 
 
 def _print_submission(config: SubmitConfig, submission: Submission,

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from osmo_inline.storage import StorageURL
+    from osmo_inline.sweep import Axis
 
 # Template variables the client computes itself; a user may not set them with key=value.
-CLIENT_FILLED = ("payload_b64", "payload_sha256", "payload_url", "bootstrap_b64")
+CLIENT_FILLED = ("payload_b64", "payload_sha256", "payload_url", "bootstrap_b64",
+                 "cfg_overrides")
 
 DEFAULT_PAYLOAD_BUDGET = 1024 * 1024  # bytes of base64 text: a `files:` entry is a 1 MiB Secret
 
@@ -44,6 +46,10 @@ class SubmitConfig(NamedTuple):
     project_dir: Path  # where `.tmp/` lives
     payload_budget: int = DEFAULT_PAYLOAD_BUDGET
     template_values: Mapping[str, str] = {}  # key=value after `--`
+    overrides: Mapping[str, str] = {}  # agent.<path>=<value> / env.<path>=<value> after `--`
+    sweep: tuple[Axis, ...] = ()  # --sweep axes (osmo_inline.sweep)
+    yes: bool = False  # --yes: a sweep may exceed sweep.MAX_TASKS
+    sweep_report: str | None = None  # --sweep-report SWEEP_ID
     osmo_args: tuple[str, ...] = ()  # forwarded to `osmo workflow submit`
     dry_run: bool = False
     local: bool = False

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from training import overrides as cfg_overrides
 from training.backends import BACKENDS
 
 CHECKPOINT_MODES = ("from-scratch", "warm-start", "resume")
@@ -77,6 +79,8 @@ class RunConfig:
     resume_lookup_timeout_s: float = DEFAULT_RESUME_LOOKUP_TIMEOUT_S
     # Isaac Lab: render cameras (needed for camera observations and videos).
     enable_cameras: bool = False
+    # agent.<path> / env.<path> -> value (text as written, or a JSON value): training.overrides
+    overrides: dict[str, Any] = field(default_factory=dict)
     # Modules imported (after training/tasks/'s packages) to register the payload's own tasks.
     task_modules: tuple[str, ...] = ()
 
@@ -131,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", help="torch device; default cuda when available, else cpu")
     add("--enable_cameras", "--enable-cameras", dest="enable_cameras", nargs="?", const="1",
         help="Isaac Lab: enable camera rendering [ENABLE_CAMERAS]")
+    add("--override", action="append", default=[], metavar="KEY=VALUE",
+        help="agent.<path>=<value> or env.<path>=<value>, repeatable; beats CFG_OVERRIDES "
+        "(a JSON object of the same) [CFG_OVERRIDES]")
     add("--task-module", dest="task_modules", action="append", metavar="MODULE",
         help="a module that registers tasks, imported before the task is looked up "
         "(repeatable; after every package under training/tasks/) [TASK_MODULES, comma- or "
@@ -212,7 +219,18 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         task_modules=_module_names(args.task_modules, environ.get("TASK_MODULES", "")),
         enable_cameras=_true_or_false(value(args.enable_cameras, "ENABLE_CAMERAS"),
                                       "ENABLE_CAMERAS", default=False),
+        overrides=_overrides(args.override, environ.get(cfg_overrides.ENV_VARIABLE, "")),
     )
+
+
+def _overrides(tokens: Sequence[str], environment_json: str) -> dict[str, Any]:
+    """CFG_OVERRIDES, then each --override over it (a flag beats the environment)."""
+    try:
+        merged = cfg_overrides.from_json(environment_json)
+        merged.update(cfg_overrides.parse_assignment(token) for token in tokens)
+    except cfg_overrides.OverrideError as error:
+        raise ConfigError(str(error)) from None
+    return merged
 
 
 def _module_names(flags: list[str] | None, variable: str) -> tuple[str, ...]:

@@ -149,7 +149,8 @@ def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> 
         return finish_earlier_run(config, backend, resumed) if continued(resumed) else EXIT_OK
     device = config.device or _default_device()
     env_handle = make_env(config.task, backend=backend, num_envs=config.num_envs,
-                          seed=config.seed, device=device, task_modules=config.task_modules)
+                          seed=config.seed, device=device, task_modules=config.task_modules,
+                          overrides=config.overrides)
     try:
         max_iterations = config.max_iterations or env_handle.max_iterations
         if nothing_left_to_do(config, init, max_iterations):  # the task's default count
@@ -222,7 +223,12 @@ def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_i
                  versions: Mapping[str, str]) -> dict[str, str]:
     """What a run is: logged both as params (searchable) and tags (the later auto-resume by
     workflow id looks runs up by tag)."""
+    from training.overrides import as_params
+    from training.sweep_report import sweep_tags
+
     return {
+        **as_params(config.overrides),  # override.agent.<path>: what the user changed
+        **sweep_tags(os.environ),  # sweep.id, sweep.task, sweep.value.<key> of a sweep's task
         "task": config.task,
         "num_envs": str(getattr(env_handle.env, "num_envs", config.num_envs)),
         "max_iterations": str(max_iterations),

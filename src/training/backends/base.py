@@ -119,8 +119,11 @@ class Backend(Protocol):
         ...
 
     def make_gym_env(self, task: str, *, num_envs: int, seed: int | None,
-                     device: str) -> EnvHandle:
-        """A gymnasium task wrapped for this library, with its agent cfg (training/agents)."""
+                     device: str, overrides: Mapping[str, Any] | None = None) -> EnvHandle:
+        """A gymnasium task wrapped for this library, with its agent cfg (training/agents).
+        ``overrides``: ``agent.*`` applied to the neutral cfg
+        (``read_agent_cfg(..., overrides=)``), ``env.*`` the env's kwargs, checked and typed
+        by make_env, for ``gymnasium.make_vec``."""
         ...
 
     def wrap_isaaclab_env(self, env: Any, agent_cfg: Any, *, device: str) -> EnvHandle:

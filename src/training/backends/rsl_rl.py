@@ -34,6 +34,7 @@ Importing this module imports torch and ``rsl_rl.runners``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,14 +70,19 @@ def versions() -> dict[str, str]:
     return {"rsl_rl_version": RSL_RL_VERSION}
 
 
-def make_gym_env(task: str, *, num_envs: int, seed: int | None, device: str) -> EnvHandle:
-    """A gymnasium task through our rsl-rl VecEnv adapter, with training/agents' cfg."""
+def make_gym_env(task: str, *, num_envs: int, seed: int | None, device: str,
+                 overrides: Mapping[str, Any] | None = None) -> EnvHandle:
+    """A gymnasium task through our rsl-rl VecEnv adapter, with training/agents' cfg.
+    ``overrides``: ``agent.*`` paths of the neutral cfg, ``env.*`` the env's kwargs (already
+    checked and typed by training.envs.make_env)."""
     from training.envs import EnvHandle, TaskError, one_line, read_agent_cfg
     from training.envs.gym_vec import GymVecEnv
+    from training.overrides import select
 
-    neutral = read_agent_cfg(task, seed)
+    neutral = read_agent_cfg(task, seed, overrides=overrides)
     try:
-        env = GymVecEnv(task, num_envs=num_envs, seed=neutral["seed"], device=device)
+        env = GymVecEnv(task, num_envs=num_envs, seed=neutral["seed"], device=device,
+                        env_kwargs=select(overrides or {}, "env"))
     except Exception as error:  # a registered id whose env cannot be built (missing extra, ...)
         raise TaskError(f"cannot build gymnasium task {task}: {one_line(error)}") from error
     agent_cfg = compat.agent_cfg_from_neutral(neutral, experiment_name=task)

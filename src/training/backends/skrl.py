@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +87,8 @@ def checkpoint_format() -> str:
 # --- environments ------------------------------------------------------------------------------
 
 
-def make_gym_env(task: str, *, num_envs: int, seed: int | None, device: str) -> EnvHandle:
+def make_gym_env(task: str, *, num_envs: int, seed: int | None, device: str,
+                 overrides: Mapping[str, Any] | None = None) -> EnvHandle:
     """A gymnasium task as a vector env in skrl's gymnasium wrapper, with agents/skrl's cfg.
 
     ``make_vec`` with SAME_STEP autoreset (skrl's wrapper relies on the vector env resetting
@@ -99,8 +101,9 @@ def make_gym_env(task: str, *, num_envs: int, seed: int | None, device: str) -> 
     from skrl.envs.wrappers.torch import wrap_env
 
     from training.envs import EnvHandle, TaskError, one_line, read_agent_cfg
+    from training.overrides import select
 
-    cfg = read_agent_cfg(task, seed, library="skrl")
+    cfg = read_agent_cfg(task, seed, library="skrl", overrides=overrides)
     try:
         with warnings.catch_warnings():  # "Box low's precision lowered": float32 is the point
             warnings.simplefilter("ignore", UserWarning)
@@ -110,6 +113,7 @@ def make_gym_env(task: str, *, num_envs: int, seed: int | None, device: str) -> 
                 vectorization_mode="sync",
                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
                 wrappers=[lambda env: gymnasium.wrappers.DtypeObservation(env, np.float32)],
+                **select(overrides or {}, "env"),
             )
     except Exception as error:  # a registered id whose env cannot be built (missing extra, ...)
         raise TaskError(f"cannot build gymnasium task {task}: {one_line(error)}") from error

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -68,8 +68,11 @@ def isaaclab_installed() -> bool:
 
 def make_env(
     task: str, *, backend: Backend, num_envs: int, seed: int | None, device: str,
-    task_modules: Sequence[str] = (),
+    task_modules: Sequence[str] = (), overrides: Mapping[str, Any] | None = None,
 ) -> EnvHandle:
+    """``overrides``: ``agent.<path>`` / ``env.<path>`` -> value (training.overrides), applied
+    to the resolved cfgs before anything is trained; an unknown path is a TaskError."""
+    overrides = dict(overrides or {})
     if num_envs < 1:
         raise TaskError(f"num_envs must be at least 1, got {num_envs}")
     import gymnasium
@@ -79,18 +82,38 @@ def make_env(
     register_payload_tasks(task_modules)  # after the app is up: the launcher starts it first
     spec = gymnasium.registry.get(task)
     if spec is not None and "env_cfg_entry_point" not in spec.kwargs:  # not an Isaac Lab task
-        return backend.make_gym_env(task, num_envs=num_envs, seed=seed, device=device)
+        env_cfg = resolve_gym_env_cfg(task, num_envs, overrides)
+        agent_only = {key: value for key, value in overrides.items() if key.startswith("agent.")}
+        env_kwargs = {f"env.{key}": value for key, value in env_cfg.items() if key != "num_envs"}
+        handle = backend.make_gym_env(task, num_envs=env_cfg["num_envs"], seed=seed,
+                                      device=device, overrides={**agent_only, **env_kwargs})
+        return with_env_cfg_file(handle)
     if isaaclab_installed():
         from training.envs.isaaclab import make_isaaclab_env
 
         return make_isaaclab_env(task, backend=backend, num_envs=num_envs, seed=seed,
-                                 device=device)
+                                 device=device, overrides=overrides)
     if spec is not None or task.startswith("Isaac"):
         raise TaskError(
             f"{task} is an Isaac Lab task but isaaclab is not installed here: run it in an "
             "Isaac Lab image, or try a gymnasium task such as HalfCheetah-v5"
         )
     raise TaskError(f"unknown task {task!r}: {_suggestion(task, list(gymnasium.registry))}")
+
+
+def with_env_cfg_file(handle: EnvHandle) -> EnvHandle:
+    """A gymnasium handle whose run artifacts also hold the env cfg the overrides changed
+    (params/env.yaml beside params/agent.yaml, as for Isaac Lab tasks)."""
+    env_cfg = getattr(handle.env, "cfg", None)
+    if handle.cfg_files or not isinstance(env_cfg, Mapping) or \
+            not isinstance(handle.agent_cfg, Mapping):
+        return handle
+    import yaml
+
+    handle.cfg_files = {
+        "params/agent.yaml": yaml.safe_dump(dict(handle.agent_cfg), sort_keys=False),
+        "params/env.yaml": yaml.safe_dump(dict(env_cfg), sort_keys=False)}
+    return handle
 
 
 def _suggestion(task: str, known: list[str]) -> str:
@@ -108,9 +131,48 @@ def one_line(error: BaseException) -> str:
     return (str(error).strip() or type(error).__name__).splitlines()[0]
 
 
-def read_agent_cfg(task: str, seed: int | None, library: str = "") -> dict[str, Any]:
-    """Our agent cfg for a gymnasium task (training/agents[/<library>]), seed applied;
-    TaskError when the payload's YAML is broken."""
+def gym_env_kwargs(task: str) -> dict[str, Any]:
+    """The keyword arguments a gymnasium task's env takes, with the values it gets by default
+    (the env class's signature, then the registration's kwargs): what ``env.<name>`` sets."""
+    import inspect
+
+    import gymnasium
+    from gymnasium.envs.registration import load_env_creator
+
+    spec = gymnasium.spec(task)
+    creator = spec.entry_point if callable(spec.entry_point) else \
+        load_env_creator(spec.entry_point)
+    kwargs: dict[str, Any] = {}
+    try:
+        parameters = inspect.signature(creator).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C entry point: only its registered kwargs
+        parameters = []
+    for parameter in parameters:
+        if parameter.kind in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            empty = parameter.default is inspect.Parameter.empty
+            kwargs[parameter.name] = None if empty else parameter.default
+    return {**kwargs, **spec.kwargs}
+
+
+def resolve_gym_env_cfg(task: str, num_envs: int, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``num_envs`` and the env kwargs that ``env.*`` overrides set, typed and checked
+    (TaskError naming the closest keys for an unknown one)."""
+    from training.overrides import apply_overrides, select
+
+    env_cfg: dict[str, Any] = {"num_envs": num_envs, **gym_env_kwargs(task)}
+    apply_overrides(env_cfg, overrides, "env")
+    if not isinstance(env_cfg["num_envs"], int) or env_cfg["num_envs"] < 1:
+        raise TaskError(f"env.num_envs must be a whole number of at least 1, got "
+                        f"{env_cfg['num_envs']!r}")
+    return {"num_envs": env_cfg["num_envs"],
+            **{key: env_cfg[key] for key in select(overrides, "env") if key != "num_envs"}}
+
+
+def read_agent_cfg(task: str, seed: int | None, library: str = "", *,
+                   overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Our agent cfg for a gymnasium task (training/agents[/<library>]), seed applied, then the
+    ``agent.*`` overrides (version-neutral paths); TaskError when the payload's YAML is broken
+    or an override names a key the cfg does not have."""
     import yaml
 
     from training.agents import AGENTS_DIR, load_agent_cfg
@@ -121,4 +183,8 @@ def read_agent_cfg(task: str, seed: int | None, library: str = "") -> dict[str, 
         raise TaskError(f"cannot read the agent cfg for {task}: {one_line(error)}") from error
     if seed is not None:
         neutral["seed"] = seed
+    if overrides:
+        from training.overrides import apply_overrides
+
+        apply_overrides(neutral, overrides, "agent")
     return neutral

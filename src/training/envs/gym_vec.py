@@ -29,12 +29,15 @@ from training.backends import rsl_rl_compat as compat
 class GymVecEnv:
     """rsl-rl VecEnv over ``num_envs`` copies of a gymnasium task (synchronous, one process)."""
 
-    def __init__(self, task: str, *, num_envs: int, seed: int | None, device: str) -> None:
+    def __init__(self, task: str, *, num_envs: int, seed: int | None, device: str,
+                 env_kwargs: dict[str, Any] | None = None) -> None:
+        env_kwargs = dict(env_kwargs or {})  # the env class's arguments (env.* overrides)
         self._envs = gymnasium.make_vec(
             task,
             num_envs=num_envs,
             vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
+            **env_kwargs,
         )
         action_space = self._envs.single_action_space
         if not isinstance(action_space, gymnasium.spaces.Box):
@@ -47,7 +50,8 @@ class GymVecEnv:
         self.device = device
         self.num_actions = int(np.prod(action_space.shape))
         self.max_episode_length = int(gymnasium.spec(task).max_episode_steps or 1000)
-        self.cfg: dict[str, Any] = {"task": task, "num_envs": num_envs, "seed": seed}
+        self.cfg: dict[str, Any] = {"task": task, "num_envs": num_envs, "seed": seed,
+                                    **env_kwargs}
         self._action_low = torch.as_tensor(action_space.low, dtype=torch.float32, device=device)
         self._action_high = torch.as_tensor(action_space.high, dtype=torch.float32, device=device)
         self.episode_length_buf = torch.zeros(num_envs, dtype=torch.long, device=device)

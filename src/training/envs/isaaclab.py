@@ -11,6 +11,7 @@ as ``params/env.yaml`` / ``params/agent.yaml`` texts, for the launcher to log to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from training.envs import EnvHandle, TaskError, _suggestion
@@ -20,8 +21,11 @@ if TYPE_CHECKING:
 
 
 def make_isaaclab_env(
-    task: str, *, backend: Backend, num_envs: int, seed: int | None, device: str
+    task: str, *, backend: Backend, num_envs: int, seed: int | None, device: str,
+    overrides: Mapping[str, Any] | None = None,
 ) -> EnvHandle:
+    """``overrides``: ``env.*`` applied to the env cfg before the env is built, ``agent.*`` to
+    the agent cfg once seeded (training.overrides; an unknown path is a TaskError)."""
     import gymnasium
     import isaaclab_tasks  # noqa: F401  (registers the Isaac-* tasks)
 
@@ -35,6 +39,11 @@ def make_isaaclab_env(
                                           num_envs=num_envs)
     compat.refuse_distillation(task, agent_cfg)
     env_cfg.seed = _apply_seed_and_device(agent_cfg, seed, device)
+    if overrides:
+        from training.overrides import apply_overrides
+
+        apply_overrides(env_cfg, overrides, "env")
+        apply_overrides(agent_cfg, overrides, "agent")
     if backend.NAME == "rsl_rl":
         agent_cfg = compat.adapt_rsl_rl_cfg(agent_cfg, backend.versions()["rsl_rl_version"])
     params = compat.params_texts(env_cfg, agent_cfg)
