@@ -27,7 +27,7 @@ from training import azure, checkpoints, tracking
 from training.backends.base import Checkpoint, TrainHooks, TrainResult
 from training.config import RunConfig
 from training.resume import ATTEMPTS_TAG, ResumePoint
-from training.stop import GracefulStop
+from training.stop import GracefulStop, StopRequested
 from training.store import StoreFailure, first_line, within
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ class TrackedRun:
     # --- start ---------------------------------------------------------------------------
 
     def __enter__(self) -> TrackedRun:
+        import mlflow
         from mlflow import MlflowClient
 
         self.client = MlflowClient()
@@ -86,6 +87,11 @@ class TrackedRun:
             raise StoreFailure(f"cannot start an MLflow run in experiment "
                                f"{config.experiment_name!r} at {tracking.redact(self.target.uri)}",
                                error) from error
+        except StopRequested:  # a signal inside start_run: end what it may have started
+            with contextlib.suppress(Exception):
+                if mlflow.active_run() is not None:
+                    mlflow.end_run(status="KILLED")
+            raise
         try:
             self.stop.set_last_words(lambda: self._end("KILLED"))
             self._log_settings()

@@ -66,3 +66,21 @@ def test_a_task_package_that_fails_to_import_is_named_in_one_line(tmp_path: Path
     # The traceback is in the task log, for whoever debugs it.
     (log,) = (repo / ".osmo-inline" / "runs").glob("*/task.log")
     assert "Traceback" in log.read_text()
+
+
+def test_the_example_task_trains_with_skrl_too(tmp_path: Path) -> None:
+    """The same task package, -b skrl: registered the same way, skrl's default cfg
+    (agents/skrl/default.yaml), its own metric names and our checkpoints."""
+    repo = copy_repo_layout(tmp_path / "repo")
+    result = submit_local(repo, "-t", TASK, "-b", "skrl", "-n", "4", "-m", "3")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"payload tasks registered: {TASK}" in result.stdout and "it 3/3" in result.stdout
+    client = store_client(repo)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name(f"isaaclab-{TASK}").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["backend"] == "skrl"
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id,
+                                                             "Loss / Value loss"))
+    assert steps == [0, 1, 2]
+    assert "model_3.pt" in {Path(f.path).name for f in
+                            client.list_artifacts(run.info.run_id, "checkpoints/final")}
