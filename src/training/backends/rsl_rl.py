@@ -58,6 +58,7 @@ from training.backends.base import (  # noqa: E402
     checkpoint_format_of,
     describe_checkpoint_format,
 )
+from training.store import first_line  # noqa: E402
 
 NAME = "rsl_rl"
 RSL_RL_VERSION: str = compat.RSL_RL_VERSION
@@ -119,7 +120,7 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
         saved = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # truncated zip, not a torch file, unreadable ...
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt: {_first_line(error)}); "
+            f"{path} is not a readable checkpoint (truncated or corrupt: {first_line(error)}); "
             f"expected an {expected} checkpoint"
         ) from error
     found = checkpoint_format_of(saved) if isinstance(saved, dict) else None
@@ -142,10 +143,6 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(path=Path(path), iteration=int(saved["iter"]), format=found)
 
 
-def _first_line(error: BaseException) -> str:
-    """Library errors can span many lines (a tensor-size table); the user gets one."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class _StopRequested(Exception):
@@ -217,7 +214,7 @@ def build_runner(
             compat.load_checkpoint(runner, init.path, resume=mode == "resume", device=device)
         except (RuntimeError, KeyError, ValueError) as error:  # shapes or keys do not match
             raise CheckpointError(
-                f"{init.path} does not fit this task's networks ({_first_line(error)}); expected a "
+                f"{init.path} does not fit this task's networks ({first_line(error)}); expected a "
                 f"checkpoint trained on the same task and agent cfg"
             ) from error
     return runner

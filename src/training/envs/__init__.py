@@ -34,6 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from training.store import first_line as one_line  # the envs' and backends' name
+
 if TYPE_CHECKING:
     from training.backends.base import Backend
 
@@ -127,8 +129,6 @@ def _suggestion(task: str, known: list[str]) -> str:
     )
 
 
-def one_line(error: BaseException) -> str:
-    return (str(error).strip() or type(error).__name__).splitlines()[0]
 
 
 def gym_env_kwargs(task: str) -> dict[str, Any]:
