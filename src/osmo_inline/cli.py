@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from osmo_inline import artifacts, storage, sweep
+from osmo_inline import artifacts, groups, storage, sweep
 from osmo_inline import overrides as cfg_overrides
 from osmo_inline.config import CLIENT_FILLED, DEFAULT_PAYLOAD_BUDGET, SubmitConfig
 from osmo_inline.errors import BadInput, ClientError, SpecInvalid
@@ -57,7 +57,7 @@ OVERRIDABLE = (
     ("task_modules", "TASK_MODULES", ""),  # --task-module may repeat (payload_tasks.py)
 )
 # Resource flags: no environment override in the seed.
-RESOURCES = (("gpu", "1"), ("cpu", "8"), ("memory", "48Gi"), ("storage", "80Gi"))
+RESOURCES = (("gpu", "1"), ("nodes", "1"), ("cpu", "8"), ("memory", "48Gi"), ("storage", "80Gi"))
 CHECKPOINT_MODES = ("from-scratch", "warm-start", "resume")
 # Template values the bootstrap reads as PAYLOAD_MAX_EXTRACTED_BYTES / PAYLOAD_MAX_MEMBERS.
 EXTRACTION_LIMITS = ("payload_max_extracted_bytes", "payload_max_members")
@@ -143,7 +143,10 @@ def build_parser() -> _Parser:
     add("--task-module", dest="task_modules", action="append", metavar="MODULE",
         help="a module that registers tasks, imported in the container after every package "
         "under src/training/tasks/ (repeatable; e.g. an Isaac Lab extension package)")
-    add("--gpu", help="GPUs (default: 1)")
+    add("--gpu", help="GPUs of each node, and so its training processes (ranks) (default: 1)")
+    add("--nodes", metavar="N",
+        help="nodes (OSMO tasks started together as one group; node 0 leads the rendezvous "
+        "on port 29500) (default: 1: one task)")
     add("--cpu", help="CPUs (default: 8)")
     add("--memory", help="memory (default: 48Gi)")
     add("--storage", help="ephemeral storage (default: 80Gi)")
@@ -161,7 +164,7 @@ def build_parser() -> _Parser:
         help="one task per combination of these values (repeatable: the grid is the "
         "product); KEY: seed or another template value, or agent.<path> / env.<path>")
     add("--yes", action="store_true",
-        help=f"allow a sweep of more than {sweep.MAX_TASKS} tasks")
+        help=f"allow a sweep (or --nodes) of more than {sweep.MAX_TASKS} tasks")
     add("--sweep-report", metavar="SWEEP_ID",
         help="print the table of a recorded sweep and write its learning-curve PNG")
     add("--dry-run", action="store_true", help="print the rendered spec, submit nothing")
@@ -311,6 +314,11 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     if flags.workflow_id is not None and not flags.local:
         raise BadInput("--workflow-id only applies to --local runs")
     max_iterations = value["max_iterations"].strip()
+    gpu = _positive_int(value["gpu"], where["gpu"], allow_zero=True)
+    nodes = _positive_int(value["nodes"], where["nodes"])
+    if nodes > 1 and gpu == 0:
+        raise BadInput(f"{where['nodes']} {nodes} needs at least one GPU on each node: the "
+                       "nodes train together over NCCL (give --gpu 1 or more)")
     task_modules = _module_names(value["task_modules"], where["task_modules"])
     project_dir = find_project_dir(cwd)
 
@@ -331,7 +339,8 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         payload_root=value["payload_root"],
         sleep_after_unpack=sleep,
         backend=value["backend"],
-        gpu=_positive_int(value["gpu"], where["gpu"], allow_zero=True),
+        gpu=gpu,
+        nodes=nodes,
         cpu=_positive_int(value["cpu"], where["cpu"]),
         memory=value["memory"],
         storage=value["storage"],
@@ -387,6 +396,9 @@ def user_values(config: SubmitConfig, template: Template) -> dict[str, object]:
         if name not in template.variables and not config.quiet:
             print(f"note: {source} has no effect: {template.path.name} does not use "
                   f"{{{{ {name} }}}}", file=sys.stderr)
+    if config.nodes > 1 and "nodes" not in template.variables:
+        raise BadInput(f"{template.path} never uses {{{{ nodes }}}}: --nodes {config.nodes} "
+                       "would run on one node (see templates/isaaclab-inline.yaml)")
     if "payload_b64" not in template.variables:
         raise BadInput(f"{template.path} never uses {{{{ payload_b64 }}}}: the payload would "
                        "not reach the container")
@@ -458,8 +470,14 @@ def run(config: SubmitConfig) -> int:
         from osmo_inline.osmo import find_osmo
 
         find_osmo()  # fail before writing anything when there is nothing to submit with
+    if config.nodes > sweep.MAX_TASKS and not config.yes:
+        raise BadInput(f"--nodes {config.nodes} is more than {sweep.MAX_TASKS} tasks: pass "
+                       "--yes if you mean it")
     spec_text, payload, values, delivery, task_lines = prepare(config)
     stored = announce_and_place(config, payload, delivery, task_lines)
+    if config.nodes > 1 and not config.quiet:
+        for line in groups.describe(load_yaml(spec_text)):
+            print(line, file=sys.stderr)
     if config.dry_run:
         print_dry_run(config, spec_text, payload, delivery, stored)
         return 0

@@ -38,7 +38,7 @@ class SubmitConfig(NamedTuple):
     payload_root: str
     sleep_after_unpack: str  # "" or a non-negative number of seconds, as the user wrote it
     backend: str
-    gpu: int
+    gpu: int  # per node: also the number of ranks on each node
     cpu: int
     memory: str
     storage: str
@@ -63,6 +63,7 @@ class SubmitConfig(NamedTuple):
     # at their default (a template that ignores one of them earns the user a note)
     explicit: Mapping[str, str] = {}
     enable_cameras: bool = False  # Isaac Sim with camera rendering
+    nodes: int = 1  # > 1: one OSMO group of this many tasks, node 0 the lead
 
     @property
     def tmp_dir(self) -> Path:
@@ -86,6 +87,7 @@ class SubmitConfig(NamedTuple):
             "enable_cameras": 1 if self.enable_cameras else 0,
             "task_modules": ",".join(self.task_modules),
             "gpu": self.gpu,
+            "nodes": self.nodes,
             "cpu": self.cpu,
             "memory": self.memory,
             "storage": self.storage,

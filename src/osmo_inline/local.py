@@ -3,7 +3,9 @@
 The same spec that OSMO would get: its files are written into a run directory
 `<project>/.osmo-inline/runs/<local-id>/`, its environment is set as rendered (container paths
 and OSMO's tokens remapped, see local_plan), and its command runs as a child process whose
-exit code becomes ours. Stdlib + pyyaml only: the runtime runs in the child, never in here.
+exit code becomes ours. A group's tasks (`--nodes N`) run side by side, each in
+`<run>/<task name>/`, on 127.0.0.1 with a free rendezvous port; the group's exit code is
+ours (local_process.run_group). Stdlib + pyyaml only: the runtime runs in the child, never in here.
 """
 
 from __future__ import annotations
@@ -12,17 +14,18 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 from osmo_inline.errors import BadInput
-from osmo_inline.local_plan import LocalPlan, build_plan
-from osmo_inline.local_process import run_task
+from osmo_inline.local_plan import LocalPlan, LocalUnit, build_plan, select_tasks
+from osmo_inline.local_process import Member, run_group
 from osmo_inline.redact import redact, redact_tree
 
 RUNS_DIR = Path(".osmo-inline") / "runs"
+LOOPBACK = "127.0.0.1"  # every task's host in a local run: a group's tasks run side by side
 # The runtime's closing line (training.launch) that tells how to continue; repeated in our
 # summary so that it is the last thing a user sees, also with --quiet.
 RESUME_LINE_PREFIX = "resume with:"
@@ -66,6 +69,30 @@ def _resume_hint(log_path: Path) -> str | None:
     return hints[-1] if hints else None
 
 
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 right now: a local run's rendezvous port, instead of the
+    template's fixed one, so that local runs side by side do not clash."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _plans(unit: LocalUnit, run_dir: Path, project_dir: Path, workflow_id: str
+           ) -> list[tuple[LocalPlan, Path]]:
+    """Each task's plan and its own directory: the run directory for a single task, else
+    `<run>/<task name>/` (each task is its own pod on a cluster: its own files, payload and
+    output)."""
+    hosts = {str(task.get("name")): LOOPBACK for task in unit.tasks}
+    port = free_loopback_port()
+    plans = []
+    for task in unit.tasks:
+        task_dir = run_dir if len(unit.tasks) == 1 else run_dir / str(task.get("name"))
+        plans.append((build_plan(task, run_dir=task_dir, project_dir=project_dir,
+                                 workflow_id=workflow_id, inherited_env=os.environ,
+                                 hosts=hosts, master_port=port), task_dir))
+    return plans
+
+
 def run_spec(
     spec: dict,
     *,
@@ -73,57 +100,66 @@ def run_spec(
     quiet: bool,
     workflow_id: str | None,
 ) -> int:
-    """Run the spec's task locally and return its exit code.
+    """Run the spec's task, or its group's tasks side by side, locally and return the exit
+    code (a group's: its lead's, or the first failure that ends it).
 
     Raises osmo_inline.errors.BadInput (exit 2, before anything is written) when the spec
-    cannot run on one machine (several tasks, task inputs, another task's host) or the run
-    directory cannot be written.
+    cannot run on one machine (several tasks or groups, task inputs, a host outside the
+    group) or the run directory cannot be written.
     """
     project_dir = Path(project_dir).resolve()
     local_id = new_local_id()
     run_dir = project_dir / RUNS_DIR / local_id
     # A retry of a cluster workflow keeps that workflow's id; a fresh local run has its own.
     effective_workflow_id = workflow_id or local_id
-    plan = build_plan(
-        spec,
-        run_dir=run_dir,
-        project_dir=project_dir,
-        workflow_id=effective_workflow_id,
-        inherited_env=os.environ,
-    )
+    unit = select_tasks(spec)
+    plans = _plans(unit, run_dir, project_dir, effective_workflow_id)
 
     try:
         run_dir.mkdir(parents=True)
-        _write_run_dir(plan, run_dir, local_id, effective_workflow_id)
+        for plan, task_dir in plans:
+            task_dir.mkdir(exist_ok=True)
+            _write_run_dir(plan, task_dir, local_id, effective_workflow_id)
     except OSError as error:
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-written stays behind
         raise BadInput(
             f"cannot write the local run directory {run_dir}: {error.strerror or error}"
         ) from None
-    for note in plan.notes:
+    notes = plans[0][0].notes
+    if len(plans) > 1:
+        port = plans[0][0].task_env.get("MASTER_PORT", "")
+        notes = [*notes, f"group {unit.name}: {len(plans)} tasks side by side on {LOOPBACK}"
+                 + (f", rendezvous port {port}" if port else "") + ", lead "
+                 + plans[unit.lead][0].task_name]
+    for note in notes:
         _say(f"local run {local_id}: {note}", quiet)
 
-    env: Mapping[str, str] = {
-        **os.environ,
-        **plan.task_env,
-        # The child writes into a pipe: unbuffered, so its progress shows as it happens.
-        "PYTHONUNBUFFERED": "1",
-    }
-    log_path = run_dir / "task.log"
-    exit_code = run_task(plan.argv, env, log_path=log_path, cwd=run_dir, quiet=quiet)
-
-    lines = [
-        f"local run {local_id} exited {exit_code}",
-        f"  run directory: {run_dir}",
-        f"  task log:      {log_path}",
+    members = [
+        Member(plan.task_name, plan.argv, {
+            **os.environ,
+            **plan.task_env,
+            # The child writes into a pipe: unbuffered, so its progress shows as it happens.
+            "PYTHONUNBUFFERED": "1",
+        }, task_dir / "task.log", task_dir)
+        for plan, task_dir in plans
     ]
-    resume = _resume_hint(log_path)
+    exit_code, codes = run_group(members, quiet=quiet, lead=unit.lead,
+                                 ignore_nonlead_status=unit.ignore_nonlead_status)
+
+    lines = [f"local run {local_id} exited {exit_code}", f"  run directory: {run_dir}"]
+    if len(members) == 1:
+        lines.append(f"  task log:      {members[0].log_path}")
+    for member, code in zip(members if len(members) > 1 else [], codes, strict=False):
+        ended = "not started" if code is None else f"exited {code}"
+        lines.append(f"  {member.name}: {ended}, log {member.log_path}")
+    resume = _resume_hint(members[unit.lead].log_path)
     if resume:
         lines.append(f"  {resume}")
-    if plan.store is not None:
+    store = plans[0][0].store
+    if store is not None:
         lines += [
-            f"  MLflow store:  {plan.store.tracking_uri}",
-            f"  MLflow UI:     {plan.store.ui_command()}",
+            f"  MLflow store:  {store.tracking_uri}",
+            f"  MLflow UI:     {store.ui_command()}",
         ]
     print(redact("\n".join(lines)), file=sys.stderr, flush=True)
     return exit_code

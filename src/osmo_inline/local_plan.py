@@ -1,7 +1,7 @@
 """Turn a rendered workflow spec into what a local run executes: writes nothing.
 
-The local executor runs the spec OSMO would get, with only two kinds of change, both listed
-in `LocalPlan.path_map` and documented in docs/local.md:
+The local executor runs the spec OSMO would get, with only these changes (documented in
+docs/local.md; the moved paths are listed in `LocalPlan.path_map`):
 
 - container paths move into the run directory: each `files:` entry `/a/b` is written to
   `<run>/files/a/b`, PAYLOAD_ROOT becomes `<run>/payload`, OSMO's `{{output}}` becomes
@@ -10,7 +10,10 @@ in `LocalPlan.path_map` and documented in docs/local.md:
 - OSMO's run-time tokens are substituted the way OSMO does (`{{workflow_id}}`, `{{output}}`,
   `{{uuid}}`); `{{input:N}}` of a `url: file:///...` input (storage delivery to a local
   directory) becomes that object's directory here; the ones a single machine cannot satisfy
-  (other inputs, `{{host:x}}`) are refused.
+  (other inputs, `{{host:x}}` of a task outside the group) are refused; a group's own
+  `{{host:<task>}}` is 127.0.0.1, where all its tasks run side by side;
+- a non-empty MASTER_PORT (the template's fixed rendezvous port) becomes a free loopback port
+  that the executor picks, so that local runs side by side do not clash.
 
 On top of that the local defaults apply: PYTHON is the interpreter running the client, and an
 empty MLFLOW_TRACKING_URI (with no Azure ML workspace) points at a store in the project.
@@ -26,6 +29,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from osmo_inline.errors import BadInput
 
@@ -97,12 +101,23 @@ class LocalPlan:
     notes: list[str]  # one line each, said before the run starts
 
 
-def select_task(spec: Mapping) -> tuple[dict, list[str]]:
-    """The task a local run executes, and notes about anything it leaves out.
+class LocalUnit(NamedTuple):
+    """What one local run executes: one task, or every task of one group, side by side."""
 
-    One task: that task. One group: its lead task (the others would run beside it on a
-    cluster; locally they are skipped, and we say so). More: refused, since a single process
-    cannot stand in for several pods that talk to each other.
+    name: str
+    tasks: list[dict]
+    lead: int  # index of the lead task (the task itself when there is one)
+    # OSMO's ignoreNonleadStatus (default true): a non-lead task's failure does not end the
+    # group. The template sets false, so that any node's failure ends every node.
+    ignore_nonlead_status: bool
+
+
+def select_tasks(spec: Mapping) -> LocalUnit:
+    """The task, or the one group's tasks, that a local run executes.
+
+    One task: that task. One group: all its tasks at once, as OSMO starts them together
+    (barrier), with `{{host:<task>}}` on loopback. More tasks or groups: refused, since they
+    would be separate workloads that OSMO schedules each on its own.
     """
     workflow = spec.get("workflow") or {}
     tasks = workflow.get("tasks")
@@ -114,24 +129,28 @@ def select_task(spec: Mapping) -> tuple[dict, list[str]]:
                 f"local runs execute one task; this workflow has {len(tasks)} ({names}): "
                 "submit it to OSMO instead"
             )
-        return tasks[0], []
+        return LocalUnit(str(tasks[0].get("name")), [tasks[0]], 0, True)
     if groups:
         if len(groups) > 1:
             names = ", ".join(str(g.get("name")) for g in groups)
             raise BadInput(
-                f"local runs execute one group's lead task; this workflow has {len(groups)} "
+                f"local runs execute one group; this workflow has {len(groups)} "
                 f"groups ({names}): submit it to OSMO instead"
             )
-        group_tasks = groups[0].get("tasks") or []
-        leads = [t for t in group_tasks if t.get("lead")]
-        if len(leads) != 1:
+        group = groups[0]
+        group_tasks = list(group.get("tasks") or [])
+        leads = [i for i, t in enumerate(group_tasks) if t.get("lead") is True]
+        if not group_tasks or (len(group_tasks) > 1 and len(leads) != 1):
             raise BadInput(
-                f"group {groups[0].get('name')!r} needs exactly one task with lead: true "
+                f"group {group.get('name')!r} needs exactly one task with lead: true "
                 "to run locally"
             )
-        skipped = [str(t.get("name")) for t in group_tasks if t is not leads[0]]
-        notes = [f"running only the lead task; not run locally: {', '.join(skipped)}"]
-        return leads[0], notes if skipped else []
+        names = [str(t.get("name")) for t in group_tasks]
+        if len(set(names)) != len(names):
+            raise BadInput(f"group {group.get('name')!r} has two tasks of one name: "
+                           + ", ".join(names))
+        return LocalUnit(str(group.get("name")), group_tasks, leads[0] if leads else 0,
+                         group.get("ignoreNonleadStatus", True) is not False)
     raise BadInput("the workflow has no tasks to run")
 
 
@@ -150,8 +169,8 @@ def substitute_tokens(text: str, values: Mapping[str, str], where: str) -> str:
             )
         if name == "host":
             raise BadInput(
-                f"{where} uses {match.group(0)}: other tasks' hosts do not exist in a local "
-                "run; submit to OSMO instead"
+                f"{where} uses {match.group(0)}: only the hosts of tasks in the same group "
+                "exist in a local run (on 127.0.0.1); submit to OSMO instead"
             )
         raise BadInput(f"{where} uses {match.group(0)}, which is not an OSMO token")
 
@@ -210,16 +229,22 @@ def _decode_file(entry: Mapping, where: str) -> bytes:
 
 
 def build_plan(
-    spec: Mapping,
+    task: Mapping,
     *,
     run_dir: Path,
     project_dir: Path,
     workflow_id: str,
     inherited_env: Mapping[str, str],
+    hosts: Mapping[str, str] | None = None,
+    master_port: int | None = None,
     python: str = sys.executable,
 ) -> LocalPlan:
-    """What running `spec` locally in `run_dir` means, or BadInput if it cannot run here."""
-    task, notes = select_task(spec)
+    """What running `task` locally in `run_dir` means, or BadInput if it cannot run here.
+
+    `hosts`: task name -> address, for the `{{host:<task>}}` of the task's group (loopback).
+    `master_port`: replaces a non-empty MASTER_PORT (the template's fixed rendezvous port), so
+    that local runs side by side do not clash."""
+    notes: list[str] = []
     name = str(task.get("name"))
     command = [str(word) for word in task.get("command") or []]
     if not command:
@@ -238,6 +263,7 @@ def build_plan(
             # cluster; a path with a space would silently become two words.
             raise BadInput(f"local runs need paths without spaces: {path!r}")
     tokens = {"workflow_id": workflow_id, "output": str(output_dir), "uuid": str(uuid.uuid4())}
+    tokens.update({f"host:{task_name}": address for task_name, address in (hosts or {}).items()})
     inputs = local_inputs(task)
     tokens.update({key: str(directory) for key, directory in inputs.items()})
 
@@ -272,6 +298,8 @@ def build_plan(
     if "PAYLOAD_ROOT" in task_env:
         task_env["PAYLOAD_ROOT"] = str(payload_dir)
     task_env["PYTHON"] = python
+    if master_port is not None and task_env.get("MASTER_PORT"):
+        task_env["MASTER_PORT"] = str(master_port)
 
     # The local store only when the run would otherwise track nowhere useful: no tracking
     # URI (from the spec, or inherited when the spec does not set one) and no Azure ML

@@ -36,9 +36,10 @@ JINJA_MARKERS = ("{{", "{%", "{#")
 DEFAULTS_KEY = "default-values"
 _TOP_LEVEL_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:", re.MULTILINE)
 _PLACEHOLDER = "\ue000{}\ue000"  # private-use characters: never in a real spec
-# A value lands inside a double-quoted YAML string; these would end it or change its meaning,
+# A value lands inside a double-quoted YAML string; these would end it or change its meaning
+# (U+0085, U+2028 and U+2029 are line breaks to YAML, and to the template's indent filter),
 # and Jinja markers would break OSMO's second render.
-_UNSAFE_CHARS = re.compile(r'["\\\x00-\x1f\x7f]')
+_UNSAFE_CHARS = re.compile('["\\\\\x00-\x1f\x7f\x85\u2028\u2029]')
 # libyaml's loader when present: the pure-Python one spends most of a dry-run on the payload.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -162,7 +163,7 @@ def unsafe_value_reason(value: str) -> str | None:
     if any(marker in SPECIAL_TOKEN.sub("", value) for marker in JINJA_MARKERS):
         return "contains Jinja syntax ({{, {% or {#), which OSMO would try to render"
     if _UNSAFE_CHARS.search(value):
-        return "contains a double quote, backslash or control character"
+        return "contains a double quote, backslash, control character or line break"
     return None
 
 

@@ -5,7 +5,9 @@ value (set after `--` as `key=value`), or a cfg override path (`agent.<path>`, `
 Every combination is rendered from the template on its own, exactly as a single submission
 with those values would be, and validated; its task is then renamed `<task>-<index>` and
 placed in one workflow whose tasks have no inputs from each other, so OSMO schedules them side
-by side, each with the normal resources. A task's `WORKFLOW_ID` is OSMO's id plus `-t<index>`:
+by side, each with the normal resources. With `--nodes N` a combination is a group of N tasks:
+the group and each of its tasks get the `-<index>` suffix (their `{{host:...}}` follows), and
+the workflow holds one group per combination. A task's `WORKFLOW_ID` is OSMO's id plus `-t<index>`:
 the identity the runtime tags its MLflow run with and that auto-resume looks runs up by, so a
 retried task resumes its own run, never a sibling's. `SWEEP_ID` and `SWEEP_TASK` say which
 sweep and combination a task is. The client records each sweep in `.tmp/sweeps/<id>.json`
@@ -23,18 +25,16 @@ import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import yaml
 
+from osmo_inline import groups
 from osmo_inline import overrides as cfg_overrides
 from osmo_inline.errors import BadInput
 
 MAX_TASKS = 16
 _AXIS = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*)=(.+)", re.DOTALL)
-_QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?")
-_FACTORS = {None: 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
 
 
 class Axis(NamedTuple):
@@ -94,9 +94,11 @@ def grid(axes: Sequence[Axis]) -> list[Combination]:
             for index, chosen in enumerate(products)]
 
 
-def check_size(combinations: Sequence[Combination], yes: bool) -> None:
-    if len(combinations) > MAX_TASKS and not yes:
-        raise BadInput(f"this sweep is {len(combinations)} tasks, more than {MAX_TASKS}: "
+def check_size(combinations: Sequence[Combination], yes: bool, nodes: int = 1) -> None:
+    tasks = len(combinations) * nodes
+    if tasks > MAX_TASKS and not yes:
+        shape = f" ({len(combinations)} groups of {nodes} nodes)" if nodes > 1 else ""
+        raise BadInput(f"this sweep is {tasks} tasks{shape}, more than {MAX_TASKS}: "
                        "pass --yes if you mean it")
 
 
@@ -117,58 +119,38 @@ def task_workflow_id(workflow_id: str, combination: Combination) -> str:
 
 
 def combine(specs: Sequence[str], combinations: Sequence[Combination], sweep_id: str) -> str:
-    """One spec with the task of every rendered single-combination spec, renamed and marked."""
+    """One spec with the unit (task, or group of --nodes tasks) of every rendered
+    single-combination spec, renamed and marked."""
     loaded = [yaml.safe_load(text) for text in specs]
     base = loaded[0]
-    tasks = []
+    key = "groups" if "groups" in base["workflow"] else "tasks"
+    units = []
     for spec, combination in zip(loaded, combinations, strict=True):
-        (task,) = spec["workflow"]["tasks"]
-        task["name"] = f"{task['name']}-{combination.index}"
-        env = task.setdefault("environment", {})
-        env["WORKFLOW_ID"] = task_workflow_id(env.get("WORKFLOW_ID", "{{workflow_id}}"),
-                                              combination)
-        env["SWEEP_ID"] = sweep_id
-        env["SWEEP_TASK"] = combination.label
-        tasks.append(task)
-    base["workflow"]["tasks"] = tasks
+        (unit,) = groups.units(spec["workflow"])
+        groups.rename_group(unit, str(combination.index))
+        for task in unit["tasks"]:
+            env = task.setdefault("environment", {})
+            env["WORKFLOW_ID"] = task_workflow_id(env.get("WORKFLOW_ID", "{{workflow_id}}"),
+                                                  combination)
+            env["SWEEP_ID"] = sweep_id
+            env["SWEEP_TASK"] = combination.label
+        units.append(unit if key == "groups" else unit["tasks"][0])
+    base["workflow"][key] = units
     return yaml.safe_dump(base, sort_keys=False, width=1 << 30)
 
 
-def single_task_specs(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The sweep's spec as one spec per task, for a local run (one task at a time)."""
-    workflow = spec["workflow"]
-    return [{**spec, "workflow": {**workflow, "tasks": [task]}} for task in workflow["tasks"]]
-
-
-def _bytes(quantity: str) -> float:
-    match = _QUANTITY.fullmatch(str(quantity))
-    return float(match.group(1)) * _FACTORS[match.group(2)] if match else 0.0
-
-
-def _quantity(total: float) -> str:
-    for unit in ("Pi", "Ti", "Gi", "Mi", "Ki"):
-        if total >= _FACTORS[unit] and total % _FACTORS[unit] == 0:
-            return f"{int(total // _FACTORS[unit])}{unit}"
-    return f"{int(total)}"
-
-
 def describe(spec_text: str, sweep_id: str) -> list[str]:
-    """Every task with its values, and the total resources the sweep asks for."""
-    spec = yaml.safe_load(spec_text)
-    workflow = spec["workflow"]
-    tasks = workflow["tasks"]
-    profiles = workflow.get("resources") or {}
-    totals = {"cpu": 0.0, "gpu": 0.0, "memory": 0.0, "storage": 0.0}
-    lines = [f"sweep {sweep_id}: {len(tasks)} tasks, in parallel"]
-    for task in tasks:
-        profile = profiles.get(task.get("resource", "default"), {})
-        for name in ("cpu", "gpu"):
-            totals[name] += float(profile.get(name, 0))
-        for name in ("memory", "storage"):
-            totals[name] += _bytes(profile.get(name, "0"))
-        lines.append(f"  {task['name']}: {task['environment'].get('SWEEP_TASK', '')}")
-    lines.append(f"  total: gpu {int(totals['gpu'])}, cpu {int(totals['cpu'])}, memory "
-                 f"{_quantity(totals['memory'])}, storage {_quantity(totals['storage'])}")
+    """Every task (or group) with its values, and the total resources the sweep asks for."""
+    workflow = yaml.safe_load(spec_text)["workflow"]
+    found = groups.units(workflow)
+    kind = "groups" if "groups" in workflow else "tasks"
+    lines = [f"sweep {sweep_id}: {len(found)} {kind}, in parallel"]
+    for unit in found:
+        size = len(unit["tasks"])
+        nodes = f" ({size} nodes)" if kind == "groups" else ""
+        label = groups.lead_of(unit)["environment"].get("SWEEP_TASK", "")
+        lines.append(f"  {unit['name']}{nodes}: {label}")
+    lines.append("  " + groups.total_resources(workflow))
     return lines
 
 

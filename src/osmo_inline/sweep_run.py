@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from osmo_inline import cli, sweep
+from osmo_inline import cli, groups, sweep
 from osmo_inline.config import SubmitConfig
 from osmo_inline.errors import BadInput, SpecInvalid
 from osmo_inline.local_plan import LocalStore
@@ -29,7 +29,7 @@ def _combination_config(config: SubmitConfig, combination: sweep.Combination) ->
 
 def run_sweep(config: SubmitConfig) -> int:
     combinations = sweep.grid(config.sweep)
-    sweep.check_size(combinations, config.yes)
+    sweep.check_size(combinations, config.yes, config.nodes)
     if not (config.dry_run or config.local):
         from osmo_inline.osmo import find_osmo
 
@@ -65,7 +65,8 @@ def run_sweep(config: SubmitConfig) -> int:
 
 def _run_locally(config: SubmitConfig, spec_text: str, sweep_id: str, record: dict,
                  tracking_uri: str) -> int:
-    """Each task in turn, as its own local run; then the report. Exit: the first failure's."""
+    """Each task (or group) in turn, as its own local run; then the report. Exit: the first
+    failure's."""
     from osmo_inline import local
 
     workflow_id = config.workflow_id or local.new_local_id()
@@ -73,12 +74,13 @@ def _run_locally(config: SubmitConfig, spec_text: str, sweep_id: str, record: di
     sweep.write_record(config.tmp_dir, sweep_id, workflow_id=workflow_id,
                        tracking_uri=store_uri, **record)
     failures = []
-    tasks = sweep.single_task_specs(load_yaml(spec_text))
-    for number, task_spec in enumerate(tasks, start=1):
-        task = task_spec["workflow"]["tasks"][0]
-        print(f"sweep {sweep_id}: task {number}/{len(tasks)} {task['name']} "
-              f"({task['environment']['SWEEP_TASK']})", file=sys.stderr, flush=True)
-        code = local.run_spec(task_spec, project_dir=config.project_dir, quiet=config.quiet,
+    units = groups.group_specs(load_yaml(spec_text))
+    for number, unit_spec in enumerate(units, start=1):
+        (unit,) = groups.units(unit_spec["workflow"])
+        label = groups.lead_of(unit)["environment"]["SWEEP_TASK"]
+        print(f"sweep {sweep_id}: {number}/{len(units)} {unit['name']} ({label})",
+              file=sys.stderr, flush=True)
+        code = local.run_spec(unit_spec, project_dir=config.project_dir, quiet=config.quiet,
                               workflow_id=workflow_id)
         if code:
             failures.append(code)

@@ -88,13 +88,19 @@ def _check_spec(spec: dict[str, Any], local: bool) -> list[str]:
     if has_tasks:
         tasks = _list_of_dicts(workflow["tasks"], "workflow.tasks", problems)
         located = [(f"workflow.tasks[{i}]", task) for i, task in enumerate(tasks)]
+        # OSMO makes each task of a tasks: workflow a group of its own (WorkflowSpec.parse)
+        hosts = {where: [task.get("name")] for where, task in located}
+        group_names = []
     else:
-        located = _groups(workflow["groups"], problems)
+        located, hosts = _groups(workflow["groups"], problems)
+        group_names = [g.get("name") for g in workflow["groups"] if isinstance(g, dict)]
     names = [task.get("name") for _, task in located]
-    problems += _unique_task_names(names)
+    # Tasks and groups share one namespace (OSMO's WorkflowSpec.validate_tasks_groups).
+    problems += _unique_names([*(("group", n) for n in group_names),
+                               *(("task", n) for n in names)])
     profiles = set(resources) if isinstance(resources, dict) else set()
     for where, task in located:
-        problems += _task(task, where, profiles, names)
+        problems += _task(task, where, profiles, names, hosts[where])
         problems += _inputs(task.get("inputs", []), f"{where}.inputs", names, local)
     return problems
 
@@ -166,33 +172,61 @@ def _list_of_dicts(value: Any, where: str, problems: list[str]) -> list[dict[str
     return good
 
 
-def _groups(groups: Any, problems: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    located = []
+def _groups(groups: Any, problems: list[str]
+            ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, list[Any]]]:
+    """Every group's tasks (where, task), and for each task the names its {{host:x}} tokens
+    may use: OSMO substitutes them per group, so only tasks of its own group resolve
+    (docs/osmo.md, Groups)."""
+    located: list[tuple[str, dict[str, Any]]] = []
+    hosts: dict[str, list[Any]] = {}
     for g, group in enumerate(_list_of_dicts(groups, "workflow.groups", problems)):
         where = f"workflow.groups[{g}]"
         problems += _unknown(group, GROUP_KEYS, where)
         problems += _name(group.get("name"), f"{where}.name")
+        for key in ("barrier", "ignoreNonleadStatus"):
+            if key in group and not isinstance(group[key], bool):
+                problems.append(f"{where}.{key}: must be true or false, not {group[key]!r}")
         tasks = _list_of_dicts(group.get("tasks"), f"{where}.tasks", problems)
-        if sum(1 for task in tasks if task.get("lead") is True) != 1:
-            problems.append(f"{where}: exactly one task must have lead: true")
-        located += [(f"{where}.tasks[{t}]", task) for t, task in enumerate(tasks)]
-    return located
+        problems += _one_lead(tasks, where, group.get("name"))
+        members = [task.get("name") for task in tasks]
+        for t, task in enumerate(tasks):
+            located.append((f"{where}.tasks[{t}]", task))
+            hosts[f"{where}.tasks[{t}]"] = members
+    return located, hosts
 
 
-def _unique_task_names(names: list[Any]) -> list[str]:
+def _one_lead(tasks: list[dict[str, Any]], where: str, name: Any) -> list[str]:
+    """A group of one task makes it the lead; a larger one names exactly one lead: true."""
+    not_bool = [f"{where}.tasks[{t}].lead: must be true or false, not {task['lead']!r}"
+                for t, task in enumerate(tasks)
+                if "lead" in task and not isinstance(task["lead"], bool)]
+    if not_bool:
+        return not_bool
+    leads = [str(task.get("name")) for task in tasks if task.get("lead") is True]
+    if len(tasks) > 1 and len(leads) != 1:
+        named = f" ({', '.join(leads)})" if leads else ""
+        return [f"{where} ({name}): {len(leads)} tasks have lead: true{named}, but a group "
+                f"of {len(tasks)} tasks needs exactly one"]
+    return []
+
+
+def _unique_names(named: list[tuple[str, Any]]) -> list[str]:
+    """(kind, name) of every group and task: unique as OSMO compares them, ignoring case and
+    with - and _ equal."""
     seen: dict[str, str] = {}
     problems = []
-    for name in names:
+    for kind, name in named:
         if not isinstance(name, str):
             continue
         key = name.lower().replace("_", "-")  # OSMO treats these as the same name
         if key in seen:
-            problems.append(f"task name '{name}' clashes with '{seen[key]}'")
+            problems.append(f"{kind} name '{name}' clashes with '{seen[key]}'")
         seen.setdefault(key, name)
     return problems
 
 
-def _task(task: dict[str, Any], where: str, profiles: set[str], names: list[Any]) -> list[str]:
+def _task(task: dict[str, Any], where: str, profiles: set[str], names: list[Any],
+          hosts: list[Any]) -> list[str]:
     problems = _unknown(task, TASK_KEYS, where)
     problems += _name(task.get("name"), f"{where}.name")
     if not isinstance(task.get("image"), str) or not task.get("image"):
@@ -214,7 +248,7 @@ def _task(task: dict[str, Any], where: str, profiles: set[str], names: list[Any]
     resource = task.get("resource", "default")
     if profiles and resource not in profiles:
         problems.append(f"{where}.resource: no resource profile '{resource}'")
-    problems += _token_references(task, where, names)
+    problems += _token_references(task, where, names, hosts)
     return problems
 
 
@@ -310,8 +344,10 @@ def _exit_actions(actions: Any, where: str) -> list[str]:
     return problems
 
 
-def _token_references(task: dict[str, Any], where: str, names: list[Any]) -> list[str]:
-    # {{input:N}} / {{input:task}} / {{host:task}} must point at something that exists.
+def _token_references(task: dict[str, Any], where: str, names: list[Any],
+                      hosts: list[Any]) -> list[str]:
+    # {{input:N}} / {{input:task}} / {{host:task}} must point at something that exists; a
+    # host only within the task's own group (`hosts`).
     strings = [*(task.get("command") or []), *(task.get("args") or [])]
     if isinstance(task.get("environment"), dict):
         strings += task["environment"].values()
@@ -320,8 +356,11 @@ def _token_references(task: dict[str, Any], where: str, names: list[Any]) -> lis
     problems = []
     for token in sorted(set(SPECIAL_TOKEN.findall(text))):
         kind, _, ref = token.strip("{}").partition(":")
-        if kind == "host" and ref not in names:
-            problems.append(f"{where}: {token} names no task of this workflow")
+        if kind == "host" and ref not in hosts:
+            problems.append(f"{where}: {token} names no task of this workflow" if ref not in
+                            names else f"{where}: {token} names a task outside its group: "
+                            "OSMO resolves hosts only within a group (each task of a tasks: "
+                            "workflow is a group of its own)")
         elif kind == "input":
             ok = int(ref) < len(inputs) if ref.isdigit() else ref in names
             if not ok:

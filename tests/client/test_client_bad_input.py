@@ -31,6 +31,11 @@ BAD_INPUTS = [
     ("unknown-backend", ["-b", "tensorflow"], {}, 2, "unknown backend 'tensorflow'"),
     ("gpu-float", ["--gpu", "1.5"], {}, 2, "--gpu must be a non-negative integer"),
     ("cpu-zero", ["--cpu", "0"], {}, 2, "--cpu must be a positive integer"),
+    ("nodes-zero", ["--nodes", "0"], {}, 2, "--nodes must be a positive integer, not '0'"),
+    ("nodes-word", ["--nodes", "abc"], {}, 2, "--nodes must be a positive integer, not 'abc'"),
+    ("nodes-without-gpu", ["--gpu", "0", "--nodes", "2"], {}, 2,
+     "--nodes 2 needs at least one GPU on each node"),
+    ("nodes-over-the-limit", ["--nodes", "17"], {}, 2, "--nodes 17 is more than 16 tasks"),
     ("memory-word", ["--memory", "lots"], {}, 2, "--memory must be a quantity"),
     ("relative-payload-root", ["-p", "payload"], {}, 2, "must be an absolute path"),
     # issue 18: /workspace/x/.. is /workspace, which the bootstrap would have emptied

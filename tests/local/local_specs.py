@@ -75,3 +75,52 @@ def run_dirs(project: Path) -> list[Path]:
     return sorted(runs.iterdir()) if runs.exists() else []
 
 
+
+
+def group_spec(scripts: list[str], environments: list[dict[str, str]] | None = None,
+               ignore_nonlead_status: bool = False) -> dict:
+    """A rendered spec in the shape `--nodes N` gives: one group of N tasks, node 0 the lead,
+    each with NODE_RANK and the lead's `{{host:...}}` as MASTER_ADDR on the fixed port."""
+    names = [f"isaac-training-node-{rank}" for rank in range(len(scripts))]
+    tasks = []
+    for rank, script in enumerate(scripts):
+        env = {"NPROC_PER_NODE": "1", "NNODES": str(len(scripts)), "NODE_RANK": str(rank),
+               "MASTER_ADDR": f"{{{{host:{names[0]}}}}}", "MASTER_PORT": "29500",
+               **((environments or [{}] * len(scripts))[rank])}
+        (task,) = task_spec(script, environment=env)["workflow"]["tasks"]
+        tasks.append({**task, "name": names[rank], **({"lead": True} if rank == 0 else {})})
+    spec = task_spec("")
+    del spec["workflow"]["tasks"]
+    spec["workflow"]["groups"] = [{"name": "isaac-training", "barrier": True,
+                                   "ignoreNonleadStatus": ignore_nonlead_status,
+                                   "tasks": tasks}]
+    return spec
+
+
+# Node 0 listens on MASTER_ADDR:MASTER_PORT and node 1 connects to it, as torchrun's
+# rendezvous would: both must run at once, and agree on address and port. Each prints
+# what it received, as JSON.
+RENDEZVOUS_SCRIPT = """
+    import json, os, socket, time
+    env = {k: os.environ[k] for k in ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR",
+                                      "MASTER_PORT", "WORKFLOW_ID", "PAYLOAD_ROOT")}
+    address = (os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]))
+    if os.environ["NODE_RANK"] == "0":
+        with socket.create_server(address) as server:
+            server.settimeout(60)
+            peer, _ = server.accept()
+            env["peer_said"] = peer.recv(64).decode()
+            peer.close()
+    else:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(address, timeout=5) as lead:
+                    lead.sendall(("node " + os.environ["NODE_RANK"]).encode())
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    print(json.dumps(env))
+"""

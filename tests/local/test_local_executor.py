@@ -200,20 +200,6 @@ def test_several_tasks_are_refused(project: Path) -> None:
     assert run_dirs(project) == []
 
 
-def test_a_group_runs_its_lead_task_and_says_what_it_skipped(
-    project: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    lead = dict(task_spec("print('lead ran')")["workflow"]["tasks"][0], lead=True)
-    helper = dict(task_spec("print('helper ran')")["workflow"]["tasks"][0], name="helper")
-    spec = {"version": 2, "workflow": {"name": "g", "groups": [
-        {"name": "train", "tasks": [helper, lead]}
-    ]}}
-    assert run_spec(spec, project_dir=project, quiet=False, workflow_id=None) == 0
-    captured = capfd.readouterr()
-    assert "lead ran" in captured.out and "helper ran" not in captured.out
-    assert "not run locally: helper" in captured.err
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
