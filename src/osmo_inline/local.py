@@ -149,9 +149,9 @@ def run_spec(
     lines = [f"local run {local_id} exited {exit_code}", f"  run directory: {run_dir}"]
     if len(members) == 1:
         lines.append(f"  task log:      {members[0].log_path}")
-    for member, code in zip(members if len(members) > 1 else [], codes, strict=False):
-        ended = "not started" if code is None else f"exited {code}"
-        lines.append(f"  {member.name}: {ended}, log {member.log_path}")
+    else:
+        lines += [f"  {member.name}: exited {code}, log {member.log_path}"
+                  for member, code in zip(members, codes, strict=True)]
     resume = _resume_hint(members[unit.lead].log_path)
     if resume:
         lines.append(f"  {resume}")

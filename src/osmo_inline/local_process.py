@@ -178,10 +178,10 @@ def run_group(
     lead: int = 0,
     ignore_nonlead_status: bool = True,
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
-) -> tuple[int, list[int | None]]:
+) -> tuple[int, list[int]]:
     """Run every member at once until the group is decided (see _group_exit_code), end the
     others (SIGTERM, SIGKILL after the grace period) and return (the group's exit code, each
-    member's own, None for one never started). Output goes to our stdout and stderr (unless
+    member's own). Output goes to our stdout and stderr (unless
     quiet; prefixed with the task's name when there are several) and to each member's log.
 
     Call from the main thread (signal handlers can only be installed there)."""
@@ -197,7 +197,7 @@ def run_group(
     group_code: int | None = None
     try:
         for index, member in enumerate(members):
-            logs.append(open(member.log_path, "ab"))  # noqa: SIM115 (closed in finally)
+            logs.append(open(member.log_path, "ab"))  # closed in the finally below
             child = subprocess.Popen(
                 member.argv,
                 env=dict(member.env),
@@ -247,9 +247,8 @@ def run_group(
             log.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if group_code is None:  # every non-lead task failed, ignored, and the lead before them
-        group_code = codes[lead] or 0
-    return group_code, codes
+    finished = [code or 0 for code in codes]  # every task has exited by now
+    return finished[lead] if group_code is None else group_code, finished
 
 
 def run_task(

@@ -60,6 +60,33 @@ def test_the_tasks_of_a_group_run_at_once_and_meet_on_loopback(
     assert f"{NODES[1]}: exited 0, log {run / NODES[1] / 'task.log'}" in captured.err
 
 
+# Node 0 writes half a line and waits until node 1 has written a whole line of its own.
+HALF_LINE = """
+    import os, sys, time
+    sys.stdout.write("half of a line, "); sys.stdout.flush()
+    open(os.path.join(os.environ["SYNC_DIR"], "half"), "w").close()
+    while not os.path.exists(os.path.join(os.environ["SYNC_DIR"], "whole")):
+        time.sleep(0.02)
+    print("and the rest")
+"""
+WHOLE_LINE = """
+    import os, time
+    while not os.path.exists(os.path.join(os.environ["SYNC_DIR"], "half")):
+        time.sleep(0.02)
+    print("a line of node 1", flush=True)
+    time.sleep(0.5)  # our reader takes it before node 0 goes on
+    open(os.path.join(os.environ["SYNC_DIR"], "whole"), "w").close()
+"""
+
+
+def test_the_nodes_lines_stay_whole_and_named(project: Path, tmp_path: Path, capfd) -> None:
+    spec = group_spec([HALF_LINE, WHOLE_LINE], [{"SYNC_DIR": str(tmp_path)}] * 2)
+    assert run_spec(spec, project_dir=project, quiet=False, workflow_id=None) == 0
+    lines = capfd.readouterr().out.splitlines()
+    assert lines == [f"[{NODES[1]}] a line of node 1",
+                     f"[{NODES[0]}] half of a line, and the rest"]
+
+
 # Node 1 fails once node 0 is up; node 0 would run for five minutes but exits 75 on SIGTERM,
 # as the runtime does after saving.
 FAILING_WORKER = """
