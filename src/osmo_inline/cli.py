@@ -84,7 +84,8 @@ environment overrides (a flag beats its variable):
   OSMO_INLINE_STORAGE_URL (or storage_url= after --)
 
 exit codes: 0 ok, 2 bad input, 3 spec invalid, 4 osmo missing, 5/6/7/8 osmo exit 1/2/10/75,
-9 other osmo failure; with --local, the task's own exit code.
+9 other osmo failure; with --local, the task's own exit code (a group's: its lead's, or the
+failure that ended it).
 """
 
 

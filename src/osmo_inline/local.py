@@ -5,7 +5,8 @@ The same spec that OSMO would get: its files are written into a run directory
 and OSMO's tokens remapped, see local_plan), and its command runs as a child process whose
 exit code becomes ours. A group's tasks (`--nodes N`) run side by side, each in
 `<run>/<task name>/`, on 127.0.0.1 with a free rendezvous port; the group's exit code is
-ours (local_process.run_group). Stdlib + pyyaml only: the runtime runs in the child, never in here.
+ours (local_process.run_group). Stdlib + pyyaml only: the runtime runs in the child, never
+in here.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from osmo_inline.errors import BadInput
 # OSMO's special tokens, written without spaces: {{output}}, {{workflow_id}}, {{uuid}},
 # {{input:0}}, {{input:taskname}}, {{host:taskname}}.
 _TOKEN = re.compile(r"\{\{([A-Za-z_]+)(?::([^{}]*))?\}\}")
+_TASK_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 # The Azure ML workspace values: when all are set the runtime tracks there, so the local
 # store default must not override it.
@@ -146,9 +147,10 @@ def select_tasks(spec: Mapping) -> LocalUnit:
                 "to run locally"
             )
         names = [str(t.get("name")) for t in group_tasks]
-        if len(set(names)) != len(names):
-            raise BadInput(f"group {group.get('name')!r} has two tasks of one name: "
-                           + ", ".join(names))
+        if len(set(names)) != len(names) or not all(map(_TASK_NAME.fullmatch, names)):
+            # each task gets <run>/<its name>/: one directory each, inside the run
+            raise BadInput(f"group {group.get('name')!r} needs task names that are unique "
+                           "and made of letters, digits, - and _: " + ", ".join(names))
         return LocalUnit(str(group.get("name")), group_tasks, leads[0] if leads else 0,
                          group.get("ignoreNonleadStatus", True) is not False)
     raise BadInput("the workflow has no tasks to run")

@@ -151,6 +151,14 @@ def test_a_host_outside_the_group_is_refused_before_anything_runs(project: Path)
     assert run_dirs(project) == []
 
 
+def test_a_task_name_that_is_not_a_directory_name_is_refused(project: Path) -> None:
+    spec = group_spec(["print('must not run')", "print('must not run')"])
+    spec["workflow"]["groups"][0]["tasks"][1]["name"] = "../outside"
+    with pytest.raises(BadInput, match="task names that are unique"):
+        run_spec(spec, project_dir=project, quiet=True, workflow_id=None)
+    assert run_dirs(project) == [] and not (project.parent / "outside").exists()
+
+
 # --- through the real client and bootstrap: a payload whose training.launch reports what
 # --- the task received and meets the other node (the runtime's own ranks are not needed).
 
@@ -205,3 +213,4 @@ def test_local_gpu_2_hands_two_ranks_to_a_single_task(rendezvous_project: Path):
     assert (received["NPROC_PER_NODE"], received["NNODES"], received["NODE_RANK"],
             received["MASTER_ADDR"]) == ("2", "1", "0", "")
     assert received["MASTER_PORT"] not in ("", "29500")
+
