@@ -36,8 +36,9 @@ JINJA_MARKERS = ("{{", "{%", "{#")
 DEFAULTS_KEY = "default-values"
 _TOP_LEVEL_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:", re.MULTILINE)
 _PLACEHOLDER = "\ue000{}\ue000"  # private-use characters: never in a real spec
+_PLACEHOLDERS = re.compile("\ue000([0-9]+)\ue000")
 # A value lands inside a double-quoted YAML string; these would end it or change its meaning
-# (U+0085, U+2028 and U+2029 are line breaks to YAML, and to the template's indent filter),
+# (U+0085, U+2028 and U+2029 are line breaks to YAML),
 # and Jinja markers would break OSMO's second render.
 _UNSAFE_CHARS = re.compile('["\\\\\x00-\x1f\x7f\x85\u2028\u2029]')
 # libyaml's loader when present: the pure-Python one spends most of a dry-run on the payload.
@@ -115,9 +116,8 @@ def protect_special_tokens(text: str) -> tuple[str, list[str]]:
 
 
 def _restore_special_tokens(text: str, tokens: Sequence[str]) -> str:
-    for index, token in enumerate(tokens):
-        text = text.replace(_PLACEHOLDER.format(index), token)
-    return text
+    # One pass over the text, whatever the number of tokens: it holds the payload.
+    return _PLACEHOLDERS.sub(lambda match: tokens[int(match.group(1))], text)
 
 
 def split_sections(text: str) -> dict[str, str]:

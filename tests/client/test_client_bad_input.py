@@ -64,7 +64,7 @@ BAD_INPUTS = [
     ("workflow-id-without-local", ["--workflow-id", "w-1"], {}, 2, "only applies to --local"),
     ("quote-in-value", ["--", 'azure_client_id=a"b'], {}, 2, "double quote"),
     ("jinja-in-value", ["--", "experiment_name={{ x }}"], {}, 2, "Jinja syntax"),
-    # a line break to YAML (and to the template's indent filter), not only \n
+    # a line break to YAML, not only \n
     ("line-separator-in-value", ["--", "experiment_name=a\u2028b"], {}, 2, "line break"),
     ("env-num-envs", [], {"NUM_ENVS": "many"}, 2, "NUM_ENVS (environment) must be a positive"),
     ("env-smoke", [], {"RUN_AZURE_SMOKE_TEST": "maybe"}, 2, "RUN_AZURE_SMOKE_TEST"),
