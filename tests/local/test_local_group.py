@@ -112,9 +112,23 @@ def test_a_failed_node_ends_the_others_and_its_exit_code_is_the_groups(
     assert _gone(int(pid_file.read_text()), timeout_s=1)  # ended, not left running
 
 
-def test_with_ignore_nonlead_status_a_failed_node_does_not_end_the_group(project: Path) -> None:
-    spec = group_spec(["import time; time.sleep(1)", FAILING_WORKER],
+# The lead ends well once a file exists (another node's pid file, or the failed node's mark).
+LEAD_AFTER = """
+    import os, time
+    while not os.path.exists(os.environ["WAIT_FOR"]):
+        time.sleep(0.05)
+    time.sleep(0.2)
+"""
+
+
+def test_with_ignore_nonlead_status_a_failed_node_does_not_end_the_group(
+    project: Path, tmp_path: Path
+) -> None:
+    mark = tmp_path / "worker-failing"
+    fails = "import os, sys; open(os.environ['MARK'], 'w').close(); sys.exit(3)"
+    spec = group_spec([LEAD_AFTER, fails], [{"WAIT_FOR": str(mark)}, {"MARK": str(mark)}],
                       ignore_nonlead_status=True)
+    # The worker fails first; the lead ends well after it, and decides.
     assert run_spec(spec, project_dir=project, quiet=True, workflow_id=None) == 0
 
 
@@ -123,7 +137,8 @@ def test_the_end_of_the_lead_is_the_end_of_the_group(
 ) -> None:
     monkeypatch.setattr(local_process, "SETTLE_SECONDS", 0.5)  # the others' moment to end
     pid_file = tmp_path / "worker.pid"
-    spec = group_spec(["import sys; sys.exit(0)", LONG_LEAD], [{}, {"PID_FILE": str(pid_file)}])
+    spec = group_spec([LEAD_AFTER, LONG_LEAD],
+                      [{"WAIT_FOR": str(pid_file)}, {"PID_FILE": str(pid_file)}])
     assert run_spec(spec, project_dir=project, quiet=True, workflow_id=None) == 0
     assert _gone(int(pid_file.read_text()), timeout_s=1)
 
