@@ -88,6 +88,17 @@ def parse_axes(tokens: Sequence[str], flag_variables: Sequence[str]) -> tuple[Ax
     return tuple(axes.values())
 
 
+def parse_jobs(text: str | None, sweep_flags: Sequence[str], local: bool) -> int:
+    """`-j/--jobs N`: how many tasks of a local sweep run at a time (1 when not given)."""
+    if text is None:
+        return 1
+    if not re.fullmatch(r"\d+", text.strip()) or int(text) < 1:
+        raise BadInput(f"-j/--jobs must be a positive integer, not {text!r}")
+    if not (sweep_flags and local):
+        raise BadInput("-j/--jobs only applies to a local sweep (--local --sweep KEY=...)")
+    return int(text)
+
+
 def grid(axes: Sequence[Axis]) -> list[Combination]:
     products = itertools.product(*(axis.values for axis in axes))
     return [Combination(index, dict(zip([a.key for a in axes], chosen, strict=True)))
