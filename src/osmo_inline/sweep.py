@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,6 +118,8 @@ def split_values(combination: Combination) -> tuple[dict[str, str], dict[str, st
 
 
 def new_sweep_id() -> str:
+    import secrets  # only for a sweep: a dry run without one never loads it
+
     return time.strftime("sweep-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
