@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from local_specs import run_dirs
 from test_local_end_to_end import copy_repo_layout, store_client
 
 pytestmark = pytest.mark.slow
@@ -57,6 +58,7 @@ def test_a_2x2_sweep_makes_four_runs_under_a_parent_a_table_and_a_plot(tmp_path:
     assert most_at_once(children) == int(jobs)
     for index in range(4):  # every line a task printed carries its name
         assert f"[isaac-training-{index}] local run " in result.stderr
+    assert len(run_dirs(repo)) == 4  # each task its own run directory
 
     table = result.stdout.splitlines()
     header = next(i for i, line in enumerate(table) if line.startswith("combination"))
