@@ -85,7 +85,7 @@ environment overrides (a flag beats its variable):
 
 exit codes: 0 ok, 2 bad input, 3 spec invalid, 4 osmo missing, 5/6/7/8 osmo exit 1/2/10/75,
 9 other osmo failure; with --local, the task's own exit code (a group's: its lead's, or the
-failure that ended it).
+failure that ended it; a sweep: its first failed task's, 75 when stopped, else the report's).
 """
 
 
@@ -166,6 +166,8 @@ def build_parser() -> _Parser:
         "product); KEY: seed or another template value, or agent.<path> / env.<path>")
     add("--yes", action="store_true",
         help=f"allow a sweep (or --nodes) of more than {sweep.MAX_TASKS} tasks")
+    add("-j", "--jobs", metavar="N",
+        help="with --local --sweep: run N tasks of the sweep at a time (default: 1)")
     add("--sweep-report", metavar="SWEEP_ID",
         help="print the table of a recorded sweep and write its learning-curve PNG")
     add("--dry-run", action="store_true", help="print the rendered spec, submit nothing")
@@ -353,6 +355,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         sweep=sweep.parse_axes(flags.sweep, [dest for dest, _, _ in OVERRIDABLE]
                                + [dest for dest, _ in RESOURCES]),
         yes=flags.yes,
+        jobs=sweep.parse_jobs(flags.jobs, flags.sweep, flags.local),
         sweep_report=flags.sweep_report,
         osmo_args=osmo_args,
         dry_run=flags.dry_run or dry_run_after,

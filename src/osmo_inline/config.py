@@ -49,6 +49,7 @@ class SubmitConfig(NamedTuple):
     overrides: Mapping[str, str] = {}  # agent.<path>=<value> / env.<path>=<value> after `--`
     sweep: tuple[Axis, ...] = ()  # --sweep axes (osmo_inline.sweep)
     yes: bool = False  # --yes: a sweep may exceed sweep.MAX_TASKS
+    jobs: int = 1  # -j/--jobs: tasks of a local sweep at a time
     sweep_report: str | None = None  # --sweep-report SWEEP_ID
     osmo_args: tuple[str, ...] = ()  # forwarded to `osmo workflow submit`
     dry_run: bool = False

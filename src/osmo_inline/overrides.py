@@ -10,7 +10,6 @@ container knows: their paths, and every `env.` path, are checked there, before t
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -93,6 +92,8 @@ def check_agent_paths(overrides: Mapping[str, str], cfg: Mapping[str, Any]) -> N
                 [str(i) for i in range(len(node))] if isinstance(node, list) else []
             if part not in options:
                 here = ".".join(["agent", *parts[:depth]])
+                import difflib  # only on this error path: keeps every dry run's start light
+
                 close = difflib.get_close_matches(part, options, n=3, cutoff=0.5)
                 hint = ("did you mean " + ", ".join(f"{here}.{c}" for c in close) + "?") \
                     if close else (f"keys under {here}: " + ", ".join(options)

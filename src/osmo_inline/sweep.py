@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,6 +87,17 @@ def parse_axes(tokens: Sequence[str], flag_variables: Sequence[str]) -> tuple[Ax
     return tuple(axes.values())
 
 
+def parse_jobs(text: str | None, sweep_flags: Sequence[str], local: bool) -> int:
+    """`-j/--jobs N`: how many tasks of a local sweep run at a time (1 when not given)."""
+    if text is None:
+        return 1
+    if not re.fullmatch(r"\d+", text.strip()) or int(text) < 1:
+        raise BadInput(f"-j/--jobs must be a positive integer, not {text!r}")
+    if not (sweep_flags and local):
+        raise BadInput("-j/--jobs only applies to a local sweep (--local --sweep KEY=...)")
+    return int(text)
+
+
 def grid(axes: Sequence[Axis]) -> list[Combination]:
     products = itertools.product(*(axis.values for axis in axes))
     return [Combination(index, dict(zip([a.key for a in axes], chosen, strict=True)))
@@ -110,6 +120,8 @@ def split_values(combination: Combination) -> tuple[dict[str, str], dict[str, st
 
 
 def new_sweep_id() -> str:
+    import secrets  # only for a sweep: a dry run without one never loads it
+
     return time.strftime("sweep-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 

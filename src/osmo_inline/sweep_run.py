@@ -1,11 +1,13 @@
 """A sweep's flow: render every combination, combine, validate, then dry-run, submit or run
-here one task after another; and `--sweep-report`, which runs the runtime's report module
-(training/sweep_report.py) as a process, since the client never imports MLflow."""
+here (`-j N` tasks at a time, sweep_jobs.py); and `--sweep-report`, which runs the runtime's
+report module (training/sweep_report.py) as a process, since the client never imports
+MLflow."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -65,27 +67,57 @@ def run_sweep(config: SubmitConfig) -> int:
 
 def _run_locally(config: SubmitConfig, spec_text: str, sweep_id: str, record: dict,
                  tracking_uri: str) -> int:
-    """Each task (or group) in turn, as its own local run; then the report. Exit: the first
-    failure's."""
-    from osmo_inline import local
+    """The tasks (or groups) as local runs, `config.jobs` at a time (sweep_jobs); then the
+    report. Exit: the first failed task's code (grid order), else the report's; a signal skips
+    the tasks not yet started and the report (exit 75 unless a task failed)."""
+    from osmo_inline import local, sweep_jobs
 
     workflow_id = config.workflow_id or local.new_local_id()
     store_uri = tracking_uri or LocalStore.in_project(config.project_dir).tracking_uri
     sweep.write_record(config.tmp_dir, sweep_id, workflow_id=workflow_id,
                        tracking_uri=store_uri, **record)
-    failures = []
-    units = groups.group_specs(load_yaml(spec_text))
-    for number, unit_spec in enumerate(units, start=1):
-        (unit,) = groups.units(unit_spec["workflow"])
-        label = groups.lead_of(unit)["environment"]["SWEEP_TASK"]
-        print(f"sweep {sweep_id}: {number}/{len(units)} {unit['name']} ({label})",
-              file=sys.stderr, flush=True)
-        code = local.run_spec(unit_spec, project_dir=config.project_dir, quiet=config.quiet,
-                              workflow_id=workflow_id)
-        if code:
-            failures.append(code)
+    tasks = groups.group_specs(load_yaml(spec_text))
+    _prepare_store(config, store_uri)
+    codes, stopped_by = sweep_jobs.run_tasks(
+        tasks, jobs=config.jobs, project_dir=config.project_dir, quiet=config.quiet,
+        workflow_id=workflow_id, sweep_id=sweep_id)
+    failed = sweep_jobs.sweep_exit_code(codes, stopped_by)
+    if stopped_by is not None:
+        left = sum(code is None for code in codes)
+        print(f"sweep {sweep_id}: stopped by {signal.Signals(stopped_by).name}, {left} of "
+              f"{len(tasks)} tasks not started; run the same command with --workflow-id "
+              f"{workflow_id} to continue, --sweep-report {sweep_id} for the table",
+              file=sys.stderr)
+        return failed
     code = report(config, sweep_id)
-    return failures[0] if failures else code
+    return failed if failed is not None else code
+
+
+def _runtime_process(config: SubmitConfig, tracking_uri: str, *args: str,
+                     quiet: bool = False) -> subprocess.CompletedProcess:
+    """`python -m training.sweep_report ARGS` against the store at tracking_uri (its output
+    kept, not shown, when quiet)."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+           "PYTHONPATH": os.pathsep.join([str(Path(config.source).parent),
+                                          os.environ.get("PYTHONPATH", "")])}
+    local_store = LocalStore.in_project(config.project_dir)
+    if tracking_uri == local_store.tracking_uri:
+        env.update(local_store.environment())
+    command = [sys.executable, "-m", REPORT_MODULE, *args]
+    try:
+        return subprocess.run(command, env=env, check=False, capture_output=quiet, text=True)
+    except OSError as error:
+        raise BadInput(f"cannot run the sweep report: {error}") from None
+
+
+def _prepare_store(config: SubmitConfig, tracking_uri: str) -> None:
+    """A sqlite store gets its tables before tasks start side by side (sweep_report's
+    prepare_store says why); a server creates its own."""
+    if config.jobs > 1 and tracking_uri.startswith("sqlite:"):
+        done = _runtime_process(config, tracking_uri, "--prepare-store", quiet=True)
+        if done.returncode:
+            last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            raise BadInput(f"cannot prepare the tracking store {tracking_uri}: {last}")
 
 
 def report(config: SubmitConfig, sweep_id: str) -> int:
@@ -96,16 +128,5 @@ def report(config: SubmitConfig, sweep_id: str) -> int:
     if not tracking_uri:
         raise BadInput(f"sweep {sweep_id} has no tracking URI on record: pass "
                        "mlflow_tracking_uri=... after --")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
-           "PYTHONPATH": os.pathsep.join([str(Path(config.source).parent),
-                                          os.environ.get("PYTHONPATH", "")])}
-    local_store = LocalStore.in_project(config.project_dir)
-    if tracking_uri == local_store.tracking_uri:
-        env.update(local_store.environment())
-    png = path.with_suffix(".png")
-    command = [sys.executable, "-m", REPORT_MODULE, str(path), "--png", str(png)]
-    try:
-        return subprocess.run(command, env=env, check=False).returncode
-    except OSError as error:
-        raise BadInput(f"cannot run the sweep report: {error}") from None
-
+    return _runtime_process(config, tracking_uri, str(path), "--png",
+                            str(path.with_suffix(".png"))).returncode

@@ -188,7 +188,12 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, Any], prefix: str) -> dict
     chosen = {path: typed(value) for path, value in select(overrides, prefix).items()}
     targets = {path: _walk(cfg, path, prefix) for path in chosen}
     for path, (node, key) in targets.items():
-        _check_type(f"{prefix}.{path}", _get(node, key), chosen[path])
+        current = _get(node, key)
+        _check_type(f"{prefix}.{path}", current, chosen[path])
+        if isinstance(current, tuple) and isinstance(chosen[path], list):
+            # YAML has no tuples: `[0, 0, 2.5]` for a tuple field (Isaac Lab's positions,
+            # colours, ranges) stays a tuple, as the cfg class declares it
+            chosen[path] = tuple(chosen[path])
     for path, (node, key) in targets.items():
         if isinstance(node, tuple):
             raise OverrideError(f"override {prefix}.{path}: its parent is a tuple and cannot "

@@ -1,4 +1,5 @@
-"""python -m training.sweep_report RECORD --png OUT: a sweep's table, plot and parent run.
+"""python -m training.sweep_report RECORD --png OUT: a sweep's table, plot and parent run
+(`--prepare-store`: only create a fresh store's tables, before a local sweep's tasks start).
 
 RECORD is the client's `.tmp/sweeps/<sweep id>.json` (grid, tasks, each task's workflow id).
 Each task's MLflow run is found by its `workflow_id` tag (what the runtime tags every run
@@ -136,11 +137,28 @@ def plot(rows: Sequence[Mapping[str, Any]], title: str, path: Path) -> None:
     plt.close(figure)
 
 
+def prepare_store() -> int:
+    """Create the tables of the store at MLFLOW_TRACKING_URI (MLflow migrates a new sqlite
+    database when a client first opens it). Run once before a local sweep's tasks start side
+    by side: each would run that migration on the same fresh file, and all but one fail."""
+    from mlflow import MlflowClient
+
+    MlflowClient().search_experiments(max_results=1)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.sweep_report")
-    parser.add_argument("record", type=Path, help="the client's .tmp/sweeps/<id>.json")
-    parser.add_argument("--png", type=Path, required=True, help="where to write the plot")
+    parser.add_argument("record", type=Path, nargs="?",
+                        help="the client's .tmp/sweeps/<id>.json")
+    parser.add_argument("--png", type=Path, help="where to write the plot")
+    parser.add_argument("--prepare-store", action="store_true",
+                        help="only create the tracking store's tables, then exit")
     args = parser.parse_args(argv)
+    if args.prepare_store:
+        return prepare_store()
+    if args.record is None or args.png is None:
+        parser.error("give RECORD and --png (or --prepare-store)")
     try:
         record = json.loads(args.record.read_text())
         sweep_id, tasks = record["sweep_id"], record["tasks"]

@@ -24,6 +24,7 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 
 from training.config import RunConfig
 from training.store import Backoff, retry, unreachable
@@ -90,7 +91,14 @@ def experiment_id_for(name: str, target: TrackingTarget) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=target.artifact_location)
+    try:
+        return client.create_experiment(name, artifact_location=target.artifact_location)
+    except MlflowException:
+        # The tasks of a sweep start side by side: a sibling may have created it meanwhile.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def sanitize_metric_name(name: str) -> str:

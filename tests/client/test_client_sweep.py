@@ -103,3 +103,19 @@ def test_submitting_a_sweep_records_it_for_the_report(agents, submit, fake_osmo)
     assert workflow_id and [t["workflow_id"] for t in record["tasks"]] == [
         f"{workflow_id}-t{i}" for i in range(4)]
     assert f"--sweep-report {record['sweep_id']}" in result.stderr
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["-j", "0", "--local", "--sweep", "seed=1,2"], "-j/--jobs must be a positive integer, "
+     "not '0'"),
+    (["-j", "-2", "--local", "--sweep", "seed=1,2"], "not '-2'"),
+    (["--jobs", "two", "--local", "--sweep", "seed=1,2"], "not 'two'"),
+    (["-j", "1.5", "--local", "--sweep", "seed=1,2"], "not '1.5'"),
+    (["-j", "2", "--sweep", "seed=1,2"], "-j/--jobs only applies to a local sweep"),
+    (["-j", "2", "--local"], "-j/--jobs only applies to a local sweep"),
+])
+def test_a_bad_jobs_count_is_one_line_and_exit_2(agents, submit, flags, message):
+    result = submit("-t", "InvertedPendulum-v5", *flags, "--", "--dry-run")
+    assert result.code == 2 and result.stdout == ""
+    assert message in result.stderr and result.stderr.count("\n") == 1
+    assert not (agents / ".tmp").exists() and not (agents / ".osmo-inline").exists()

@@ -100,6 +100,15 @@ def test_overrides_apply_to_a_configclass_like_object_by_attribute():
         overrides.apply_overrides(cfg, {"env.scene.env_spacin": "1.0"}, "env")
 
 
+def test_a_list_for_a_tuple_field_stays_a_tuple():
+    """Isaac Lab declares positions, colours and ranges as tuples; YAML only has lists."""
+    cfg = {"init_state": {"pos": (0.0, 0.0, 2.0)}}
+    applied = overrides.apply_overrides(cfg, {"env.init_state.pos": "[0, 0, 2.5]"}, "env")
+    assert cfg["init_state"]["pos"] == (0, 0, 2.5)
+    assert isinstance(cfg["init_state"]["pos"], tuple)
+    assert applied == {"env.init_state.pos": (0, 0, 2.5)}
+
+
 def test_a_refused_override_changes_nothing():
     cfg = {"a": 1, "b": {"c": 2}}
     with pytest.raises(TaskError):

@@ -10,7 +10,8 @@
 top-level ``isaaclab`` is a pip bootstrap that imports ``isaacsim``.)
 
 :func:`env_for_release` gives a subprocess environment with that release's ``isaaclab``,
-``isaaclab_rl`` and ``isaaclab_tasks`` importable, the matching rsl-rl
+``isaaclab_rl``, ``isaaclab_tasks`` and ``isaaclab_assets`` (the robots' cfgs, which task
+cfg modules import) importable, the matching rsl-rl
 (``support.rslrl_versions.env_for_version``) and, with ``standin=True``, Isaac Sim's app played
 by ``support/isaacsim_standin`` (its ``sitecustomize`` answers for ``isaaclab.app`` only).
 """
@@ -29,7 +30,7 @@ STANDIN_DIR = Path(__file__).resolve().parent / "isaacsim_standin"
 WHEEL_VERSIONS = {"2.2": "2.2.0", "2.3": "2.3.2.post1", "3.0": "3.0.0"}
 RSL_RL_FOR_RELEASE = {"2.2": "2.3.3", "2.3": "3.0.1", "3.0": "5.5.1"}
 RELEASES = tuple(WHEEL_VERSIONS)
-PACKAGES = ("isaaclab", "isaaclab_rl", "isaaclab_tasks")
+PACKAGES = ("isaaclab", "isaaclab_rl", "isaaclab_tasks", "isaaclab_assets", "isaaclab_contrib")
 
 
 def wheel_dir(release: str) -> Path:
