@@ -114,3 +114,18 @@ def test_an_unknown_or_mistyped_key_is_one_line_naming_the_closest(release: str)
     assert all(result["task_error"] for result in probed(release)[2:])
     # a TaskError is the launcher's exit 2 (one line, no traceback: test_overrides checks it)
     assert ("training.envs", TaskError.__name__, EXIT_BAD_INPUT) in EXIT_CODES
+
+
+def test_the_launcher_in_the_30_app_refuses_an_unknown_key_with_exit_2(tmp_path: Path) -> None:
+    """The whole path on 3.0 (whose isaaclab_tasks imports nothing of Isaac Sim): the app
+    starts, the real task registry resolves Cartpole's cfgs, the typo is one line, exit 2
+    through Kit's close (the stand-in's app ends the process with the code it is given)."""
+    from launcher_runs import assert_clean_failure, launcher_env, run_launcher
+
+    env = env_for_release("3.0", launcher_env(f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "out"))
+    result = run_launcher(env, "--task", CARTPOLE["3.0"], "--num_envs", "4",
+                          "--max_iterations", "1",
+                          "--override", "agent.algorithm.learnin_rate=1e-3", cwd=tmp_path)
+    assert "[isaacsim-standin 3.0] app started" in result.stderr, result.stderr
+    assert_clean_failure(result, EXIT_BAD_INPUT, "agent.algorithm.learnin_rate",
+                         "did you mean agent.algorithm.learning_rate")

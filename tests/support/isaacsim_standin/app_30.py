@@ -13,6 +13,11 @@ import os
 import signal
 import sys
 
+# isaaclab/app/__init__.pyi exports these from sim_launcher.py; they only walk a cfg (no Kit),
+# so the wheel's own run here. isaaclab_tasks/utils/hydra.py:39 imports validate_launch at
+# import time, and `import isaaclab_tasks` walks its packages into it.
+from isaaclab.app.sim_launcher import Scan, scan, validate_launch  # noqa: E402, F401
+
 logger = logging.getLogger(__name__)
 
 

@@ -25,7 +25,14 @@ class _IsaacLabAppFinder(importlib.abc.MetaPathFinder):
         if fullname != "isaaclab.app":
             return None
         location = os.path.join(_HERE, _MODULES[self.release])
-        return importlib.util.spec_from_file_location(fullname, location)
+        # A package over the wheel's own isaaclab/app/ directory: its pure-Python submodules
+        # (3.0's sim_launcher.py: scan, validate_launch) import as they are, only the package
+        # module (what starts Kit) is ours.
+        isaaclab = importlib.util.find_spec("isaaclab")
+        real_app = [os.path.join(entry, "app") for entry in
+                    (isaaclab.submodule_search_locations if isaaclab else [])]
+        return importlib.util.spec_from_file_location(
+            fullname, location, submodule_search_locations=real_app)
 
 
 _release = os.environ.get("ISAACLAB_STANDIN_RELEASE", "")
