@@ -90,8 +90,12 @@ def test_two_local_ranks_train_one_run_in_step(mlflow_server: MlflowServer, tmp_
 
 
 @pytest.mark.slow
-def test_sigterm_to_one_rank_stops_both_and_the_retry_resumes_both(
-        mlflow_server: MlflowServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", ["supervisor", "rank 1"])
+def test_sigterm_stops_both_ranks_and_the_retry_resumes_both(
+        mlflow_server: MlflowServer, tmp_path: Path, target: str) -> None:
+    """SIGTERM to the launcher (what Kubernetes signals: the pod's main process) or to rank 1
+    alone (not the writer): both ranks stop at one boundary, rank 0 stores the checkpoint,
+    all exit 75 within the grace; the retry resumes both ranks from it in the same run."""
     workflow = f"wf-{uuid.uuid4().hex[:8]}"
     env = _env(mlflow_server, tmp_path, workflow, NPROC_PER_NODE="2",
                MASTER_PORT=str(free_port()))
@@ -102,15 +106,18 @@ def test_sigterm_to_one_rank_stops_both_and_the_retry_resumes_both(
         launcher.wait_for(r"^run (\w+): ", 180)
         wait_until(lambda: len(_rank_pids(launcher)) == 2, 60, "both ranks' lines")
         launcher.wait_for("^it 3/", 120)
-        # The signal reaches rank 1 only (not the writer): rank 0 must stop with it.
-        os.kill(_rank_pids(launcher)[1], signal.SIGTERM)
+        if target == "supervisor":
+            launcher.signal_process(signal.SIGTERM)
+        else:  # rank 1 only: rank 0 must stop with it
+            os.kill(_rank_pids(launcher)[1], signal.SIGTERM)
         signalled = time.monotonic()
         assert launcher.finish(120) == 75, launcher.tail(60)
         seconds = time.monotonic() - signalled
     output = launcher.output
     assert seconds < GRACE_S + 5, output[-3000:]
-    assert "stop requested by another rank: saving at this iteration boundary" in output, \
-        output[-5000:]
+    if target == "rank 1":
+        assert "stop requested by another rank: saving at this iteration boundary" in output, \
+            output[-5000:]
     assert "local rank 0: 75, local rank 1: 75; node exit 75" in output
     stopped = re.search(r"^stopped at iteration (\d+): model_(\d+)\.pt stored; exiting 75",
                         output, re.MULTILINE)
