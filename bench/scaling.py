@@ -18,7 +18,10 @@ read back from the run (median over the iterations after the first):
   rank) unless the variable is set.
 
     .venv/bin/python bench/scaling.py --ranks 1,2 [--total-envs 8] [--envs-per-rank 4]
-        [--iterations 8] [--task InvertedPendulum-v5]
+        [--iterations 8] [--repeats 1] [--task InvertedPendulum-v5]
+
+``--repeats N`` runs every configuration N times in rounds (all configurations once per
+round, so a slow phase of a shared machine hits them alike) and reports medians.
 
 On a GPU machine the same command runs unchanged (e.g. ``--ranks 1,2,4,8``, a larger task).
 """
@@ -84,32 +87,39 @@ def main() -> int:
     parser.add_argument("--total-envs", type=int, default=8)
     parser.add_argument("--envs-per-rank", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--task", default="InvertedPendulum-v5")
     args = parser.parse_args()
     rank_counts = [int(text) for text in args.ranks.split(",")]
     if any(args.total_envs % count for count in rank_counts):
         parser.error("--total-envs must divide by every rank count")
 
-    rows = []
+    configurations = [(count, layout, envs) for count in rank_counts
+                      for layout, envs in (("same total envs", args.total_envs // count),
+                                           ("same envs per rank", args.envs_per_rank))]
+    samples: dict[tuple[int, str, int], list[dict[str, float]]] = {c: [] for c in configurations}
     with tempfile.TemporaryDirectory() as tmp:
         server = MlflowServer(Path(tmp) / "mlflow").start()
         try:
-            for count in rank_counts:  # the two layouts of one count run back to back
-                for layout, envs in (("same total envs", args.total_envs // count),
-                                     ("same envs per rank", args.envs_per_rank)):
+            for _ in range(args.repeats):
+                for count, layout, envs in configurations:
                     figures = run_once(server, Path(tmp), task=args.task, ranks=count,
                                        envs=envs, iterations=args.iterations)
-                    rows.append((count, layout, envs, figures))
+                    samples[(count, layout, envs)].append(figures)
                     print(f"{count} rank(s), {layout}: {envs} envs per rank, "
                           f"{figures['Perf/total_fps']:,.0f} samples/s, "
                           f"{figures['iteration_s'] * 1000:.0f} ms/iteration", flush=True)
         finally:
             server.stop()
+    rows = [(count, layout, envs,
+             {name: statistics.median(run[name] for run in samples[(count, layout, envs)])
+              for name in samples[(count, layout, envs)][0]})
+            for count, layout, envs in configurations]
 
     one_rank_learning = next(f["Perf/learning_time"] for count, layout, _, f in rows
                              if count == rank_counts[0] and layout == "same envs per rank")
-    print(f"\n{args.task}, {args.iterations} iterations, medians after the first; "
-          f"ranks {args.ranks}\n")
+    print(f"\n{args.task}, {args.iterations} iterations, medians after the first, "
+          f"{args.repeats} repeat(s); ranks {args.ranks}\n")
     print("| ranks | layout | envs per rank | total envs | samples/s | ms per iteration "
           "| collection ms | learning ms | collectives overhead ms/iteration |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
