@@ -191,7 +191,9 @@ def test_two_nodes_on_loopback_a_killed_rank_ends_the_other_and_the_retry_resume
     digests = _digests(lead.output + "\n" + other.output)
     assert digests[0] == digests[1]
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
-    assert metric_steps(client, run.info.run_id, "Train/mean_reward") == list(range(last))
+    # Every step is there; the steps after the last stored checkpoint twice when the peer's
+    # death interrupted an update (no save at that boundary), as after any SIGKILL.
+    assert set(metric_steps(client, run.info.run_id, "Train/mean_reward")) == set(range(last))
 
 
 def test_skrl_with_several_ranks_on_cpu_is_refused_before_training(tmp_path: Path) -> None:
