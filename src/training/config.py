@@ -37,6 +37,8 @@ DEFAULT_UPLOAD_TIMEOUT_S = 300.0
 # How long auto-resume keeps trying an unreachable tracking store before it exits 75 (retryable)
 # rather than start a second run of the same workflow.
 DEFAULT_RESUME_LOOKUP_TIMEOUT_S = 60.0
+# torchrun's rendezvous on the lead node when MASTER_PORT is empty (the contract's default).
+DEFAULT_MASTER_PORT = 29500
 
 
 # --task-module / TASK_MODULES entries: dotted Python module names.
@@ -83,6 +85,17 @@ class RunConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     # Modules imported (after training/tasks/'s packages) to register the payload's own tasks.
     task_modules: tuple[str, ...] = ()
+    # Several ranks (training.distributed): processes on this node, nodes, this node's index,
+    # the lead node's host and port for torchrun's rendezvous.
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = DEFAULT_MASTER_PORT
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
 
     @property
     def uses_checkpoint(self) -> bool:
@@ -142,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a module that registers tasks, imported before the task is looked up "
         "(repeatable; after every package under training/tasks/) [TASK_MODULES, comma- or "
         "space-separated]")
+    add("--nproc-per-node", "--nproc_per_node", dest="nproc_per_node",
+        help="training processes (ranks) on this node, one per GPU; empty: 1 [NPROC_PER_NODE]")
+    add("--nnodes", help="nodes of the job; empty: 1 [NNODES]")
+    add("--node-rank", "--node_rank", dest="node_rank",
+        help="this node's index, 0 .. nnodes-1 [NODE_RANK]")
+    add("--master-addr", "--master_addr", dest="master_addr",
+        help="host of node 0 for the rendezvous; empty: 127.0.0.1 [MASTER_ADDR]")
+    add("--master-port", "--master_port", dest="master_port",
+        help=f"port of the rendezvous on node 0; empty: {DEFAULT_MASTER_PORT} [MASTER_PORT]")
     add("--headless", action="store_true", help="accepted for the seed's command line; "
         "training always runs headless")
     return parser
@@ -184,6 +206,14 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
     if auto_resume is None:
         auto_resume = _true_or_false(value(None, "AUTO_RESUME"), "AUTO_RESUME", default=True)
     azure_values = tuple(environ.get(name, "").strip() for name in AZURE_WORKSPACE_VARIABLES)
+    nnodes = _positive_int(value(args.nnodes, "NNODES"), "nnodes") or 1
+    node_rank = _int(value(args.node_rank, "NODE_RANK"), "node_rank") or 0
+    if not 0 <= node_rank < nnodes:
+        raise ConfigError(f"node_rank must be 0 .. {nnodes - 1} for {nnodes} node(s), "
+                          f"got {node_rank}")
+    master_port = _int(value(args.master_port, "MASTER_PORT"), "master_port")
+    if master_port is not None and not 0 < master_port < 65536:
+        raise ConfigError(f"master_port must be 1 .. 65535, got {master_port}")
     return RunConfig(
         task=task,
         num_envs=_positive_int(value(args.num_envs, "NUM_ENVS"), "num_envs") or DEFAULT_NUM_ENVS,
@@ -220,6 +250,12 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         enable_cameras=_true_or_false(value(args.enable_cameras, "ENABLE_CAMERAS"),
                                       "ENABLE_CAMERAS", default=False),
         overrides=_overrides(args.override, environ.get(cfg_overrides.ENV_VARIABLE, "")),
+        nproc_per_node=_positive_int(value(args.nproc_per_node, "NPROC_PER_NODE"),
+                                     "nproc_per_node") or 1,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        master_addr=value(args.master_addr, "MASTER_ADDR") or "127.0.0.1",
+        master_port=master_port or DEFAULT_MASTER_PORT,
     )
 
 

@@ -3,15 +3,17 @@ tells the truth.
 
 The steps, one module each:
 
-1. config: flags + environment -> RunConfig (stdlib only);
+1. config: flags + environment -> RunConfig (stdlib only); distributed: with several ranks
+   this process becomes the node's torchrun supervisor and stops here;
 2. stop: our SIGTERM/SIGINT handlers, for the whole run;
 3. deps: install what is missing, before any heavy import;
 4. app: the Isaac Sim app, inside an Isaac Lab image (it re-installs our handlers);
 5. smoke: optional checks; tracking: where to log;
 6. resume: an earlier attempt of this workflow to continue; checkpoints: the one to start from;
 7. envs: the task, wrapped for the backend chosen by name (backends);
-8. session: one MLflow run around training: metrics and uploads while the backend trains,
-   the final checkpoint, registration; it ends the run on every path;
+8. session: one MLflow run around training (rank 0's; other ranks train in step): metrics
+   and uploads while the backend trains, the final checkpoint, registration; it ends the run
+   on every path;
 9. app.exit: the process ends with the launcher's code, whatever Isaac Sim would do.
 
 Every error a user can cause maps to its exit code in one table, :data:`EXIT_CODES` (README):
@@ -31,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from training import distributed
 from training.app import NO_APP, App, start_app
 from training.config import ConfigError, RunConfig, parse_config
 from training.deps import ensure_dependencies
@@ -73,6 +76,7 @@ EXIT_CODES = (
     ("training.registry", "RegistrationError", EXIT_REGISTRATION_FAILED),
     ("training.checkpoints", "CheckpointUnavailable", EXIT_CHECKPOINT_UNUSABLE),
     ("training.backends.base", "CheckpointError", EXIT_CHECKPOINT_UNUSABLE),
+    ("training.distributed", "PeerLost", EXIT_RETRYABLE),
 )
 
 
@@ -97,7 +101,9 @@ def fail(code: int, message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     code, app = launch(sys.argv[1:] if argv is None else argv)
-    return app.exit(code)  # last: with an Isaac Sim app it ends the process with `code`
+    distributed.leave(code)  # a rank of several: report the code, wait for rank 0 after a stop
+    # last: with an Isaac Sim app it ends the process with `code`; so does a rank
+    return distributed.end_process(app.exit(code))
 
 
 def launch(argv: Sequence[str]) -> tuple[int, App]:
@@ -108,6 +114,9 @@ def launch(argv: Sequence[str]) -> tuple[int, App]:
         return fail(EXIT_BAD_INPUT, str(error)), NO_APP
     except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
         return int(exit_request.code or 0), NO_APP
+    node_code = distributed.supervise(config, argv)  # several ranks: torchrun runs them
+    if node_code is not None:
+        return node_code, NO_APP
     stop = GracefulStop(config.stop_grace_s, exit_code=EXIT_RETRYABLE).install()
     app = NO_APP
     download_dir = config.output_dir / "downloads" / uuid.uuid4().hex  # this launch's own
@@ -118,6 +127,7 @@ def launch(argv: Sequence[str]) -> tuple[int, App]:
             print(f"installed missing packages: {' '.join(installed)}", flush=True)
         for name, value in MLFLOW_HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
+        config = distributed.for_this_rank(config)  # cuda:<local rank>, or cpu
         app = start_app(config, reinstall_signals=stop.install)
         return run(config, stop, app, download_dir), app
     except StopRequested:  # a signal before training started: nothing to save
@@ -137,14 +147,18 @@ def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> 
     """Steps 5 to 8; heavy imports start here."""
     from training.backends import load_backend
     from training.envs import make_env
-    from training.session import TrackedRun, finish_earlier_run
+    from training.session import finish_earlier_run, open_run
     from training.tracking import connect
 
     backend = load_backend(config.backend)
-    if config.run_smoke_test:
+    rank = distributed.join(config, stop)  # one rank of several: only rank 0 talks to MLflow
+    if config.run_smoke_test and rank.is_writer:
         smoke_test(config)
-    target = connect(config)
-    resumed, config, init = starting_point(config, backend, download_dir)
+    target = connect(config) if rank.is_writer else None
+    resumed, config, init = distributed.shared_by_writer(
+        rank, lambda: starting_point(config, backend, download_dir), download_dir)
+    if not rank.is_writer:
+        resumed = None  # the run is rank 0's; this rank needs only the config and checkpoint
     if nothing_left_to_do(config, init, config.max_iterations):  # before a slow env start
         return finish_earlier_run(config, backend, resumed) if continued(resumed) else EXIT_OK
     device = config.device or _default_device()
@@ -158,10 +172,10 @@ def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> 
                     else EXIT_OK)
         save_interval = config.save_interval or env_handle.save_interval
         settings = run_settings(config, env_handle, max_iterations, save_interval,
-                                {**backend.versions(), **app.versions()})
-        with TrackedRun(config, backend, stop, env_handle, device=device,
-                        max_iterations=max_iterations, save_interval=save_interval,
-                        settings=settings, resumed=resumed, target=target) as tracked:
+                                {**backend.versions(), **app.versions(), **rank.params()})
+        with open_run(rank, config, backend, stop, env_handle, device=device,
+                      max_iterations=max_iterations, save_interval=save_interval,
+                      settings=settings, resumed=resumed, target=target) as tracked:
             return tracked.finish(tracked.train(init), init)
     finally:
         env_handle.close()

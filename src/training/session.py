@@ -23,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training import azure, checkpoints, tracking
+from training import azure, checkpoints, distributed, tracking
 from training.backends.base import Checkpoint, TrainHooks, TrainResult
 from training.config import RunConfig
 from training.resume import ATTEMPTS_TAG, ResumePoint
@@ -142,21 +142,7 @@ class TrackedRun:
         print(f"run {self.run_id}: {self.config.task}, {self.settings['num_envs']} envs, "
               f"{self.config.backend}, {self.config.checkpoint_mode}, up to iteration "
               f"{self.max_iterations}, logs in {self.log_dir}", flush=True)
-        from training.backends.base import CheckpointError
-
-        try:
-            with self.stop.training():
-                return self.backend.train(self.env_handle, log_dir=self.log_dir,
-                                          device=self.device, init=init,
-                                          max_iterations=self.max_iterations,
-                                          save_interval=self.save_interval,
-                                          mode=self.config.checkpoint_mode
-                                          if init is not None else None, hooks=hooks)
-        except CheckpointError:
-            raise
-        except Exception as error:  # a crash in the library or the env: show where
-            traceback.print_exc()
-            raise TrainingFailed(f"training failed: {first_line(error)}") from error
+        return train_backend(self, init, hooks)
 
     # --- finish --------------------------------------------------------------------------
 
@@ -247,7 +233,8 @@ class TrackedRun:
             if report.not_uploaded or report.in_flight:
                 print(f"checkpoint uploads: {report.summary()}", flush=True)
         self._report_metrics()
-        status = "FINISHED" if self.succeeded else "KILLED" if self.stop.requested else "FAILED"
+        stopped = self.stop.requested or distributed.peer_was_lost()  # a retry continues it
+        status = "FINISHED" if self.succeeded else "KILLED" if stopped else "FAILED"
         if not self._end(status):
             print(f"warning: could not mark run {self.run_id} as ended in MLflow",
                   file=sys.stderr, flush=True)
@@ -259,6 +246,66 @@ class TrackedRun:
         self._ended = tracking.end_run(self.run_id, status,
                                        self.stop.deadline_for(END_RUN_TIMEOUT_S))
         return self._ended
+
+
+def train_backend(run: TrackedRun | RankRun, init: Checkpoint | None,
+                  hooks: TrainHooks) -> TrainResult:
+    """The backend's training with ``run``'s settings; errors as the launcher reports them."""
+    from training.backends.base import CheckpointError
+
+    try:
+        with run.stop.training():
+            return run.backend.train(run.env_handle, log_dir=run.log_dir, device=run.device,
+                                     init=init, max_iterations=run.max_iterations,
+                                     save_interval=run.save_interval,
+                                     mode=run.config.checkpoint_mode if init is not None
+                                     else None, hooks=hooks)
+    except CheckpointError:
+        raise
+    except Exception as error:  # a crash in the library or the env: show where
+        distributed.raise_if_peer_lost(error)  # another rank failed: 75, not a crash
+        traceback.print_exc()
+        raise TrainingFailed(f"training failed: {first_line(error)}") from error
+
+
+def open_run(rank: distributed.Rank, config: RunConfig, backend: Backend,
+             stop: GracefulStop, env_handle: EnvHandle, **run: Any) -> TrackedRun | RankRun:
+    """The run's owner on the job's writer (global rank 0); on the other ranks a
+    :class:`RankRun`, which trains in step and writes nothing (training.distributed)."""
+    if rank.is_writer:
+        return TrackedRun(config, backend, stop, env_handle, **run)
+    return RankRun(config, backend, stop, env_handle, rank=rank, device=run["device"],
+                   max_iterations=run["max_iterations"], save_interval=run["save_interval"])
+
+
+class RankRun:
+    """Training on a rank other than 0: same hooks' stop agreement, no MLflow, no files kept
+    (rsl-rl writes checkpoints on rank 0 only). Exit 0 when trained, 75 when stopped."""
+
+    def __init__(self, config: RunConfig, backend: Backend, stop: GracefulStop,
+                 env_handle: EnvHandle, *, rank: distributed.Rank, device: str,
+                 max_iterations: int, save_interval: int) -> None:
+        self.config, self.backend, self.stop, self.env_handle = config, backend, stop, env_handle
+        self.device, self.max_iterations, self.save_interval = device, max_iterations, \
+            save_interval
+        self.log_dir = config.output_dir / f"rank-{rank.global_rank}"
+
+    def __enter__(self) -> RankRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def train(self, init: Checkpoint | None) -> TrainResult:
+        return train_backend(self, init, TrainHooks(should_stop=self.stop.should_stop))
+
+    def finish(self, result: TrainResult, init: Checkpoint | None) -> int:
+        if result.stopped_early:
+            print(f"stopped at iteration {result.final_iteration} with the other ranks; rank 0 "
+                  f"saves; exiting {self.stop.exit_code} (retryable)", flush=True)
+            return self.stop.exit_code
+        print(f"training done at iteration {result.final_iteration}", flush=True)
+        return 0
 
 
 def cfg_files(env_handle: EnvHandle) -> dict[str, str]:

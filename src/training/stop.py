@@ -58,6 +58,8 @@ class GracefulStop:
         self._signalled = threading.Event()
         self._watchdog: threading.Thread | None = None
         self._last_words: Callable[[], None] | None = None
+        # With several ranks (training.distributed): whether any rank was asked to stop.
+        self._agree: Callable[[bool], bool] | None = None
 
     def install(self) -> GracefulStop:
         """Install (or put back) our handlers; the watchdog thread starts once."""
@@ -82,10 +84,25 @@ class GracefulStop:
     def requested(self) -> bool:
         return self.deadline is not None
 
+    def agree_with(self, any_rank_stopped: Callable[[bool], bool]) -> None:
+        """Ask ``any_rank_stopped(stopped_here)`` at every iteration boundary, so that a signal
+        to one rank stops every rank at the same boundary (called on every rank alike)."""
+        self._agree = any_rank_stopped
+
     def should_stop(self) -> bool:
         """For TrainHooks.should_stop: called at every iteration boundary."""
         self.ensure_installed()
-        return self.requested
+        if self._agree is None:
+            return self.requested
+        # The agreed answer, not the local flag: a signal that lands during the all-reduce
+        # stops every rank at the next boundary, not this rank alone at this one.
+        agreed = self._agree(self.requested)
+        if agreed and not self.requested:
+            # Another rank was signalled: stop here too, with the same grace from now.
+            self.deadline = time.monotonic() + self.grace_s
+            self._signalled.set()
+            _say("stop requested by another rank: saving at this iteration boundary")
+        return agreed
 
     def time_left(self, reserve_s: float = 0.0) -> float:
         """Seconds until the grace deadline minus reserve_s (kept for what comes after)."""

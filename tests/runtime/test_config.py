@@ -71,3 +71,13 @@ def test_bad_values_are_one_clear_message(argv: list[str], env: dict[str, str],
                                           message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(argv, env)
+
+
+def test_rank_flags_beat_the_contract_variables() -> None:
+    environ = {"NPROC_PER_NODE": "2", "NNODES": "2", "NODE_RANK": "1", "MASTER_ADDR": "lead",
+               "MASTER_PORT": ""}
+    config = parse_config(["--task", "X", "--nproc-per-node", "4"], environ)
+    assert (config.nproc_per_node, config.nnodes, config.node_rank, config.master_addr,
+            config.master_port, config.world_size) == (4, 2, 1, "lead", 29500, 8)
+    single = parse_config(["--task", "X"], {"NPROC_PER_NODE": "", "NNODES": ""})
+    assert (single.world_size, single.master_addr) == (1, "127.0.0.1")

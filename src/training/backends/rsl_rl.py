@@ -150,7 +150,11 @@ class _StopRequested(Exception):
 
 
 class HookedRunner(OnPolicyRunner):
-    """An OnPolicyRunner whose ``save`` calls mark iteration boundaries (see module doc)."""
+    """An OnPolicyRunner whose ``save`` calls mark iteration boundaries (see module doc).
+    With several ranks every rank reaches the boundary; only global rank 0 writes files."""
+
+    def _configure_multi_gpu(self) -> None:
+        compat.configure_multi_gpu(self)  # the process group is training.distributed's
 
     def attach(self, *, log_dir: Path, hooks: TrainHooks, save_every: int, last: int) -> None:
         self._log_dir = log_dir
@@ -173,7 +177,8 @@ class HookedRunner(OnPolicyRunner):
         self.done = index + 1
         self._hooks.on_iteration(index, self.metrics.take())
         stop = self._hooks.should_stop()
-        if stop or self.done % self._save_every == 0 or self.done == self._last:
+        due = stop or self.done % self._save_every == 0 or self.done == self._last
+        if due and self.gpu_global_rank == 0:
             self.write_checkpoint()
         if stop:
             raise _StopRequested
@@ -252,4 +257,7 @@ def train(
                      init_at_random_ep_len=random_episode_starts(env_handle.agent_cfg))
     except _StopRequested:
         stopped = True
+    from training.distributed import report_parameters
+
+    report_parameters(runner.done, compat.trained_parameters(runner))  # with several ranks
     return TrainResult(start, runner.done, runner.last_checkpoint, stopped)

@@ -191,7 +191,8 @@ def route_logging(runner: Any, writer: IterationMetrics) -> None:
 
     Done on the runner instance, not by editing library files: 2.x/3.x create their writer in
     ``learn()`` only when none is set and log through ``runner.log``; 5.x delegates both to
-    ``runner.logger``, whose ``init_logging_writer`` would build a TensorBoard writer.
+    ``runner.logger``, whose ``init_logging_writer`` would build a TensorBoard writer (and, on
+    ranks other than 0, none: then ``learn()`` would not call ``save``).
     """
     if MAJOR >= 4:
         logger = runner.logger
@@ -207,6 +208,9 @@ def route_logging(runner: Any, writer: IterationMetrics) -> None:
         runner.logger_type = "tensorboard"  # read by 2.x/3.x log()/save() when picking uploads
         runner.git_status_repos = []
         runner.log = _quiet(runner.log)
+        # 2.x/3.x call log() and save() only where disable_logs is False (rank 0): every rank
+        # needs save(), our iteration boundary; HookedRunner writes files on rank 0 only.
+        runner.disable_logs = False
 
 
 def policy_state(runner: Any) -> dict[str, dict[str, torch.Tensor]]:
@@ -217,6 +221,42 @@ def policy_state(runner: Any) -> dict[str, dict[str, torch.Tensor]]:
             "critic_state_dict": runner.alg.critic.state_dict(),
         }
     return {"model_state_dict": runner.alg.policy.state_dict()}
+
+
+# --- several ranks ------------------------------------------------------------------------------
+
+
+def configure_multi_gpu(runner: Any) -> None:
+    """What ``OnPolicyRunner._configure_multi_gpu`` sets (2.3.3, 3.0.1 and 5.5.1 alike:
+    ``gpu_world_size``, ``is_distributed``, ``gpu_local_rank``, ``gpu_global_rank`` and the
+    ``multi_gpu`` cfg its PPO reads), for a process group that training.distributed already
+    opened. Upstream instead requires ``device == cuda:<LOCAL_RANK>`` and calls
+    ``init_process_group(backend="nccl")`` itself: no CPU ranks (gloo), no timeout of ours.
+    The cfg is ``runner.multi_gpu_cfg`` in 2.x/3.x and ``runner.cfg["multi_gpu"]`` in 5.x."""
+    import torch.distributed as dist
+
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    runner.gpu_world_size = dist.get_world_size() if distributed else 1
+    runner.is_distributed = distributed
+    runner.gpu_local_rank = int(os.environ.get("LOCAL_RANK", "0")) if distributed else 0
+    runner.gpu_global_rank = dist.get_rank() if distributed else 0
+    multi_gpu = {"global_rank": runner.gpu_global_rank, "local_rank": runner.gpu_local_rank,
+                 "world_size": runner.gpu_world_size} if distributed else None
+    if MAJOR >= 4:
+        runner.cfg["multi_gpu"] = multi_gpu
+    else:
+        runner.multi_gpu_cfg = multi_gpu
+
+
+def trained_parameters(runner: Any) -> dict[str, torch.Tensor]:
+    """The networks' learnt parameters by name (no buffers: 2.x/3.x observation normalisers
+    are per rank upstream, only 5.x all-reduces their statistics)."""
+    if MAJOR >= 4:
+        modules = {"actor": runner.alg.actor, "critic": runner.alg.critic}
+    else:
+        modules = {"policy": runner.alg.policy}
+    return {f"{part}.{name}": value for part, module in modules.items()
+            for name, value in module.named_parameters()}
 
 
 # --- checkpoints -------------------------------------------------------------------------------

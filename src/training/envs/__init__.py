@@ -168,6 +168,12 @@ def resolve_gym_env_cfg(task: str, num_envs: int, overrides: Mapping[str, Any]) 
             **{key: env_cfg[key] for key in select(overrides, "env") if key != "num_envs"}}
 
 
+def seed_offset() -> int:
+    from training.distributed import seed_offset as global_rank
+
+    return global_rank()
+
+
 def read_agent_cfg(task: str, seed: int | None, library: str = "", *,
                    overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Our agent cfg for a gymnasium task (training/agents[/<library>]), seed applied, then the
@@ -183,6 +189,7 @@ def read_agent_cfg(task: str, seed: int | None, library: str = "", *,
         raise TaskError(f"cannot read the agent cfg for {task}: {one_line(error)}") from error
     if seed is not None:
         neutral["seed"] = seed
+    neutral["seed"] = int(neutral["seed"]) + seed_offset()  # + global rank (distributed)
     if overrides:
         from training.overrides import apply_overrides
 

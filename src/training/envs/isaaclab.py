@@ -58,11 +58,15 @@ def _apply_seed_and_device(agent_cfg: Any, seed: int | None, device: str) -> int
     """The seed the env and the agent use, as each library's train script sets it: rsl-rl's
     cfg is a configclass (seed and device are fields), skrl's a dict read from YAML (its
     runner takes the device from the env)."""
+    from training.envs import seed_offset
+
     if isinstance(agent_cfg, dict):
         if seed is not None:
             agent_cfg["seed"] = seed
+        agent_cfg["seed"] = int(agent_cfg["seed"]) + seed_offset()  # + global rank
         return int(agent_cfg["seed"])
     if seed is not None:
         agent_cfg.seed = seed
+    agent_cfg.seed = int(agent_cfg.seed) + seed_offset()  # + global rank (upstream: local)
     agent_cfg.device = device
     return int(agent_cfg.seed)
