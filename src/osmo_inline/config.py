@@ -63,6 +63,9 @@ class SubmitConfig(NamedTuple):
     # at their default (a template that ignores one of them earns the user a note)
     explicit: Mapping[str, str] = {}
     enable_cameras: bool = False  # Isaac Sim with camera rendering
+    run_mode: str = "train"  # train | evaluate | export (RUN_MODE)
+    eval_episodes: int = 10  # episodes an evaluation runs (EVAL_EPISODES)
+    record_video: bool = False  # record videos (RECORD_VIDEO)
 
     @property
     def tmp_dir(self) -> Path:
@@ -85,6 +88,9 @@ class SubmitConfig(NamedTuple):
             "backend": self.backend,
             "enable_cameras": 1 if self.enable_cameras else 0,
             "task_modules": ",".join(self.task_modules),
+            "run_mode": self.run_mode,
+            "eval_episodes": self.eval_episodes,
+            "record_video": 1 if self.record_video else 0,
             "gpu": self.gpu,
             "cpu": self.cpu,
             "memory": self.memory,

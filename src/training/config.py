@@ -18,6 +18,10 @@ from training import overrides as cfg_overrides
 from training.backends import BACKENDS
 
 CHECKPOINT_MODES = ("from-scratch", "warm-start", "resume")
+# What a launch does (RUN_MODE): train (the default); evaluate or export a checkpoint
+# (training.evaluate).
+RUN_MODES = ("train", "evaluate", "export")
+DEFAULT_EVAL_EPISODES = 10
 MODE_ALIASES = {"fresh": "from-scratch"}
 SUPPORTED_BACKENDS = tuple(BACKENDS)  # training.backends: one line per backend
 AZURE_WORKSPACE_VARIABLES = (
@@ -83,6 +87,9 @@ class RunConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     # Modules imported (after training/tasks/'s packages) to register the payload's own tasks.
     task_modules: tuple[str, ...] = ()
+    run_mode: str = "train"  # one of RUN_MODES
+    eval_episodes: int = DEFAULT_EVAL_EPISODES  # episodes an evaluation runs
+    record_video: bool = False  # RECORD_VIDEO: videos (training/video.py)
 
     @property
     def uses_checkpoint(self) -> bool:
@@ -142,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a module that registers tasks, imported before the task is looked up "
         "(repeatable; after every package under training/tasks/) [TASK_MODULES, comma- or "
         "space-separated]")
+    add("--mode", help="train (default), evaluate (run --episodes episodes of the checkpoint's "
+        "policy) or export (the checkpoint's policy as TorchScript/ONNX/MLflow model) "
+        "[RUN_MODE]")
+    add("--episodes", help=f"episodes an evaluation runs (default {DEFAULT_EVAL_EPISODES}) "
+        "[EVAL_EPISODES]")
+    add("--video", nargs="?", const="1", help="record videos [RECORD_VIDEO]")
     add("--headless", action="store_true", help="accepted for the seed's command line; "
         "training always runs headless")
     return parser
@@ -157,8 +170,11 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
                 return candidate.strip()
         return None
 
+    run_mode = (value(args.mode, "RUN_MODE") or "train").lower()
+    if run_mode not in RUN_MODES:
+        raise ConfigError(f"unknown run mode {run_mode!r}: expected one of {', '.join(RUN_MODES)}")
     task = value(args.task, "TASK")
-    if task is None:
+    if task is None and run_mode == "train":  # evaluate/export: the checkpoint's by default
         raise ConfigError("no task given: pass --task or set TASK (e.g. HalfCheetah-v5)")
 
     backend = (value(args.backend, "TRAINING_BACKEND") or "rsl_rl").lower().replace("-", "_")
@@ -174,6 +190,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
             "or resume"
         )
     checkpoint_uri = value(args.checkpoint_uri, "CHECKPOINT_URI")
+    if run_mode != "train" and checkpoint_uri is None:
+        raise ConfigError(f"{run_mode} needs a checkpoint: pass --checkpoint-uri or set "
+                          "CHECKPOINT_URI (e.g. runs:/<run_id>/checkpoints/final)")
     if mode != "from-scratch" and checkpoint_uri is None:
         raise ConfigError(
             f"checkpoint mode {mode} needs a checkpoint: pass --checkpoint-uri or set "
@@ -185,7 +204,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         auto_resume = _true_or_false(value(None, "AUTO_RESUME"), "AUTO_RESUME", default=True)
     azure_values = tuple(environ.get(name, "").strip() for name in AZURE_WORKSPACE_VARIABLES)
     return RunConfig(
-        task=task,
+        task=task or "",
         num_envs=_positive_int(value(args.num_envs, "NUM_ENVS"), "num_envs") or DEFAULT_NUM_ENVS,
         max_iterations=_positive_int(value(args.max_iterations, "MAX_ITERATIONS"),
                                      "max_iterations"),
@@ -197,7 +216,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         seed=_int(value(args.seed, "SEED"), "seed"),
         save_interval=_positive_int(value(args.save_interval, "SAVE_INTERVAL"), "save_interval"),
         experiment_name=value(args.experiment_name, "EXPERIMENT_NAME")
-        or default_experiment_name(task),
+        or default_experiment_name(task or ""),
         workflow_id=value(None, "WORKFLOW_ID"),
         payload_sha256=value(None, "PAYLOAD_SHA256"),
         image=value(None, "IMAGE"),
@@ -220,6 +239,11 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         enable_cameras=_true_or_false(value(args.enable_cameras, "ENABLE_CAMERAS"),
                                       "ENABLE_CAMERAS", default=False),
         overrides=_overrides(args.override, environ.get(cfg_overrides.ENV_VARIABLE, "")),
+        run_mode=run_mode,
+        eval_episodes=_positive_int(value(args.episodes, "EVAL_EPISODES"), "episodes")
+        or DEFAULT_EVAL_EPISODES,
+        record_video=_true_or_false(value(args.video, "RECORD_VIDEO"), "RECORD_VIDEO",
+                                    default=False),
     )
 
 
