@@ -3,28 +3,28 @@ file is copied into the model and run by ``mlflow.pyfunc.load_model``; it import
 this project). ``predict(obs)``: observations ``(batch, obs_dim)`` -> actions
 ``(batch, action_dim)``, computed by the model's ``policy.onnx`` in onnxruntime."""
 
-import warnings
-
 import mlflow
 import numpy as np
 
-with warnings.catch_warnings():
-    # MLflow suggests type hints for predict; the model's signature (a float32 tensor of
-    # (batch, obs_dim), written by training.policy_export) is what checks the input.
-    warnings.simplefilter("ignore", UserWarning)
 
-    class OnnxPolicy(mlflow.pyfunc.PythonModel):
-        def load_context(self, context):
-            import onnxruntime
+class OnnxPolicy(mlflow.pyfunc.PythonModel):
+    # The model's signature (a float32 tensor of (batch, obs_dim), written by
+    # training.policy_export) checks the input. Without this, PythonModel.__init_subclass__
+    # (mlflow/pyfunc/model.py) looks for type hints on predict and warns at every save and
+    # load that there are none (its own filters override a caller's warnings filter).
+    _skip_type_hint_validation = True
 
-            self.session = onnxruntime.InferenceSession(context.artifacts["onnx"],
-                                                        providers=["CPUExecutionProvider"])
+    def load_context(self, context):
+        import onnxruntime
 
-        def predict(self, context, model_input, params=None):
-            observations = np.asarray(model_input, dtype=np.float32)
-            if observations.ndim == 1:  # one observation
-                observations = observations[None, :]
-            return self.session.run(None, {"obs": observations})[0]
+        self.session = onnxruntime.InferenceSession(context.artifacts["onnx"],
+                                                    providers=["CPUExecutionProvider"])
+
+    def predict(self, context, model_input, params=None):
+        observations = np.asarray(model_input, dtype=np.float32)
+        if observations.ndim == 1:  # one observation
+            observations = observations[None, :]
+        return self.session.run(None, {"obs": observations})[0]
 
 
 mlflow.models.set_model(OnnxPolicy())
