@@ -295,10 +295,11 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
                        + ", ".join(RUN_MODES))
     if run_mode != "train" and not value["checkpoint_uri"].strip():
         raise BadInput(f"--{run_mode} needs a checkpoint: pass -c/--checkpoint-uri")
-    if run_mode != "train" and where["task"] == "default":
+    checkpoints_task = run_mode != "train" and where["task"] == "default"
+    if checkpoints_task:
         value["task"] = ""  # the container takes the task the checkpoint records
     for dest in ("task", "image", "payload_root", "backend"):
-        if dest == "task" and not value[dest]:
+        if dest == "task" and checkpoints_task:
             continue
         if not value[dest].strip() or any(c.isspace() for c in value[dest]):
             raise BadInput(f"{where[dest]} must be a non-empty word, not {value[dest]!r}")
@@ -341,7 +342,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     task_modules = _module_names(value["task_modules"], where["task_modules"])
     project_dir = find_project_dir(cwd)
 
-    task = task_for_image(value["task"], value["image"], where["task"]) if value["task"] else ""
+    task = "" if checkpoints_task else task_for_image(value["task"], value["image"], where["task"])
     record_video = value["record_video"].strip().lower()
     if record_video not in _TRUE + _FALSE:
         raise BadInput(f"{where['record_video']} must be 1 or 0, not {record_video!r}")
