@@ -55,10 +55,14 @@ OVERRIDABLE = (
     ("auto_resume", "AUTO_RESUME", "true"),
     ("enable_cameras", "ENABLE_CAMERAS", "0"),
     ("task_modules", "TASK_MODULES", ""),  # --task-module may repeat (payload_tasks.py)
+    ("run_mode", "RUN_MODE", "train"),  # --evaluate / --export (training.evaluate)
+    ("eval_episodes", "EVAL_EPISODES", "10"),
+    ("record_video", "RECORD_VIDEO", "0"),
 )
 # Resource flags: no environment override in the seed.
 RESOURCES = (("gpu", "1"), ("nodes", "1"), ("cpu", "8"), ("memory", "48Gi"), ("storage", "80Gi"))
 CHECKPOINT_MODES = ("from-scratch", "warm-start", "resume")
+RUN_MODES = ("train", "evaluate", "export")
 # Template values the bootstrap reads as PAYLOAD_MAX_EXTRACTED_BYTES / PAYLOAD_MAX_MEMBERS.
 EXTRACTION_LIMITS = ("payload_max_extracted_bytes", "payload_max_members")
 BACKENDS = ("rsl_rl", "skrl")
@@ -80,7 +84,8 @@ after --:
 environment overrides (a flag beats its variable):
   TASK NUM_ENVS MAX_ITERATIONS IMAGE PAYLOAD_ROOT RUN_AZURE_SMOKE_TEST CHECKPOINT_URI
   CHECKPOINT_MODE REGISTER_CHECKPOINT SLEEP_AFTER_UNPACK TRAINING_BACKEND AUTO_RESUME
-  ENABLE_CAMERAS TASK_MODULES (comma- or space-separated)
+  ENABLE_CAMERAS TASK_MODULES (comma- or space-separated) RUN_MODE EVAL_EPISODES
+  RECORD_VIDEO
   OSMO_INLINE_STORAGE_URL (or storage_url= after --)
 
 exit codes: 0 ok, 2 bad input, 3 spec invalid, 4 osmo missing, 5/6/7/8 osmo exit 1/2/10/75,
@@ -128,6 +133,18 @@ def build_parser() -> _Parser:
     add("--no-auto-resume", dest="auto_resume", action="store_const", const="false",
         help="on a retry, start over as requested instead of continuing this workflow's "
         "MLflow run from its last checkpoint")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--evaluate", dest="run_mode", action="store_const", const="evaluate",
+                       help="run the -c checkpoint's policy for --episodes episodes "
+                       "(deterministic) instead of training; results in a new MLflow run")
+    modes.add_argument("--export", dest="run_mode", action="store_const", const="export",
+                       help="export the -c checkpoint's policy (TorchScript, ONNX, MLflow "
+                       "model) to a new MLflow run's policy/ instead of training")
+    parser.flag_names["run_mode"] = "--evaluate/--export"
+    add("--episodes", dest="eval_episodes", metavar="N",
+        help="episodes --evaluate runs (default: 10)")
+    add("--video", dest="record_video", action="store_const", const="1",
+        help="record videos (default: off)")
     add("-r", "--register-checkpoint", metavar="NAME",
         help="model name to register the final checkpoint under")
     add("-s", "--run-smoke-test", dest="run_azure_smoke_test", action="store_const", const="1",
@@ -278,7 +295,18 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     value = {dest: text for dest, (text, _) in resolved.items()}
     where = {dest: source for dest, (_, source) in resolved.items()}
 
+    run_mode = value["run_mode"].strip().lower() or "train"
+    if run_mode not in RUN_MODES:
+        raise BadInput(f"{where['run_mode']}: unknown run mode {run_mode!r}; use one of "
+                       + ", ".join(RUN_MODES))
+    if run_mode != "train" and not value["checkpoint_uri"].strip():
+        raise BadInput(f"--{run_mode} needs a checkpoint: pass -c/--checkpoint-uri")
+    checkpoints_task = run_mode != "train" and where["task"] == "default"
+    if checkpoints_task:
+        value["task"] = ""  # the container takes the task the checkpoint records
     for dest in ("task", "image", "payload_root", "backend"):
+        if dest == "task" and checkpoints_task:
+            continue
         if not value[dest].strip() or any(c.isspace() for c in value[dest]):
             raise BadInput(f"{where[dest]} must be a non-empty word, not {value[dest]!r}")
     mode = value["checkpoint_mode"].strip().lower()
@@ -322,10 +350,15 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     if nodes > 1 and gpu == 0:
         raise BadInput(f"{where['nodes']} {nodes} needs at least one GPU on each node: the "
                        "nodes train together over NCCL (give --gpu 1 or more)")
+    if nodes > 1 and run_mode != "train":
+        raise BadInput(f"--{run_mode} runs in one process on one node: drop {where['nodes']}")
     task_modules = _module_names(value["task_modules"], where["task_modules"])
     project_dir = find_project_dir(cwd)
 
-    task = task_for_image(value["task"], value["image"], where["task"])
+    task = "" if checkpoints_task else task_for_image(value["task"], value["image"], where["task"])
+    record_video = value["record_video"].strip().lower()
+    if record_video not in _TRUE + _FALSE:
+        raise BadInput(f"{where['record_video']} must be 1 or 0, not {record_video!r}")
 
     return SubmitConfig(
         task=task,
@@ -368,6 +401,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         task_modules=task_modules,
         explicit={name: source for name, source in where.items() if source != "default"},
         enable_cameras=cameras in _TRUE,
+        run_mode=run_mode,
+        eval_episodes=_positive_int(value["eval_episodes"], where["eval_episodes"]),
+        record_video=record_video in _TRUE,
     )
 
 
@@ -428,7 +464,8 @@ def check_payload_code(config: SubmitConfig, payload: Payload) -> list[str]:
     packaged = relative_names((f.arcname for f in payload.files), ARCHIVE_PREFIX)
     check_requirements(config.source, packaged)
     catalog = read_catalog(config.source, packaged, config.task_modules)
-    return [*describe(catalog), *check_task(config.task, catalog)]
+    # An evaluation or export without -t takes the checkpoint's task, unknown here.
+    return [*describe(catalog), *(check_task(config.task, catalog) if config.task else [])]
 
 
 def prepare(

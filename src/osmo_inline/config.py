@@ -65,6 +65,9 @@ class SubmitConfig(NamedTuple):
     explicit: Mapping[str, str] = {}
     enable_cameras: bool = False  # Isaac Sim with camera rendering
     nodes: int = 1  # > 1: one OSMO group of this many tasks, node 0 the lead
+    run_mode: str = "train"  # train | evaluate | export (RUN_MODE)
+    eval_episodes: int = 10  # episodes an evaluation runs (EVAL_EPISODES)
+    record_video: bool = False  # record videos (RECORD_VIDEO)
 
     @property
     def tmp_dir(self) -> Path:
@@ -87,6 +90,9 @@ class SubmitConfig(NamedTuple):
             "backend": self.backend,
             "enable_cameras": 1 if self.enable_cameras else 0,
             "task_modules": ",".join(self.task_modules),
+            "run_mode": self.run_mode,
+            "eval_episodes": self.eval_episodes,
+            "record_video": 1 if self.record_video else 0,
             "gpu": self.gpu,
             "nodes": self.nodes,
             "cpu": self.cpu,

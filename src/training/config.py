@@ -18,6 +18,10 @@ from training import overrides as cfg_overrides
 from training.backends import BACKENDS
 
 CHECKPOINT_MODES = ("from-scratch", "warm-start", "resume")
+# What a launch does (RUN_MODE): train (the default); evaluate or export a checkpoint
+# (training.evaluate).
+RUN_MODES = ("train", "evaluate", "export")
+DEFAULT_EVAL_EPISODES = 10
 MODE_ALIASES = {"fresh": "from-scratch"}
 SUPPORTED_BACKENDS = tuple(BACKENDS)  # training.backends: one line per backend
 AZURE_WORKSPACE_VARIABLES = (
@@ -96,6 +100,9 @@ class RunConfig:
     @property
     def world_size(self) -> int:
         return self.nproc_per_node * self.nnodes
+    run_mode: str = "train"  # one of RUN_MODES
+    eval_episodes: int = DEFAULT_EVAL_EPISODES  # episodes an evaluation runs
+    record_video: bool = False  # RECORD_VIDEO: videos (training/video.py)
 
     @property
     def uses_checkpoint(self) -> bool:
@@ -164,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="host of node 0 for the rendezvous; empty: 127.0.0.1 [MASTER_ADDR]")
     add("--master-port", "--master_port", dest="master_port",
         help=f"port of the rendezvous on node 0; empty: {DEFAULT_MASTER_PORT} [MASTER_PORT]")
+    add("--mode", help="train (default), evaluate (run --episodes episodes of the checkpoint's "
+        "policy) or export (the checkpoint's policy as TorchScript/ONNX/MLflow model) "
+        "[RUN_MODE]")
+    add("--episodes", help=f"episodes an evaluation runs (default {DEFAULT_EVAL_EPISODES}) "
+        "[EVAL_EPISODES]")
+    add("--video", nargs="?", const="1", help="record videos [RECORD_VIDEO]")
     add("--headless", action="store_true", help="accepted for the seed's command line; "
         "training always runs headless")
     return parser
@@ -179,8 +192,11 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
                 return candidate.strip()
         return None
 
+    run_mode = (value(args.mode, "RUN_MODE") or "train").lower()
+    if run_mode not in RUN_MODES:
+        raise ConfigError(f"unknown run mode {run_mode!r}: expected one of {', '.join(RUN_MODES)}")
     task = value(args.task, "TASK")
-    if task is None:
+    if task is None and run_mode == "train":  # evaluate/export: the checkpoint's by default
         raise ConfigError("no task given: pass --task or set TASK (e.g. HalfCheetah-v5)")
 
     backend = (value(args.backend, "TRAINING_BACKEND") or "rsl_rl").lower().replace("-", "_")
@@ -196,6 +212,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
             "or resume"
         )
     checkpoint_uri = value(args.checkpoint_uri, "CHECKPOINT_URI")
+    if run_mode != "train" and checkpoint_uri is None:
+        raise ConfigError(f"{run_mode} needs a checkpoint: pass --checkpoint-uri or set "
+                          "CHECKPOINT_URI (e.g. runs:/<run_id>/checkpoints/final)")
     if mode != "from-scratch" and checkpoint_uri is None:
         raise ConfigError(
             f"checkpoint mode {mode} needs a checkpoint: pass --checkpoint-uri or set "
@@ -215,7 +234,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
     if master_port is not None and not 0 < master_port < 65536:
         raise ConfigError(f"master_port must be 1 .. 65535, got {master_port}")
     return RunConfig(
-        task=task,
+        task=task or "",
         num_envs=_positive_int(value(args.num_envs, "NUM_ENVS"), "num_envs") or DEFAULT_NUM_ENVS,
         max_iterations=_positive_int(value(args.max_iterations, "MAX_ITERATIONS"),
                                      "max_iterations"),
@@ -227,7 +246,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         seed=_int(value(args.seed, "SEED"), "seed"),
         save_interval=_positive_int(value(args.save_interval, "SAVE_INTERVAL"), "save_interval"),
         experiment_name=value(args.experiment_name, "EXPERIMENT_NAME")
-        or default_experiment_name(task),
+        or default_experiment_name(task or ""),
         workflow_id=value(None, "WORKFLOW_ID"),
         payload_sha256=value(None, "PAYLOAD_SHA256"),
         image=value(None, "IMAGE"),
@@ -256,6 +275,11 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         node_rank=node_rank,
         master_addr=value(args.master_addr, "MASTER_ADDR") or "127.0.0.1",
         master_port=master_port or DEFAULT_MASTER_PORT,
+        run_mode=run_mode,
+        eval_episodes=_positive_int(value(args.episodes, "EVAL_EPISODES"), "episodes")
+        or DEFAULT_EVAL_EPISODES,
+        record_video=_true_or_false(value(args.video, "RECORD_VIDEO"), "RECORD_VIDEO",
+                                    default=False),
     )
 
 

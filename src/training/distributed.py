@@ -89,8 +89,9 @@ def inside_torchrun(environ: Mapping[str, str]) -> bool:
 def supervise(config: RunConfig, argv: Sequence[str],
               environ: Mapping[str, str] = os.environ) -> int | None:
     """The node's exit code after its ranks ran under torchrun, or None when this process is
-    to train itself (one process in all, or already a rank)."""
-    if config.world_size == 1 or inside_torchrun(environ):
+    to train itself (one process in all, already a rank, or an evaluation or export: one
+    process runs the policy, whatever the task's GPUs)."""
+    if config.world_size == 1 or config.run_mode != "train" or inside_torchrun(environ):
         return None
     refusal = unsupported(config)
     if refusal is not None:

@@ -16,6 +16,9 @@ The steps, one module each:
    on every path;
 9. app.exit: the process ends with the launcher's code, whatever Isaac Sim would do.
 
+RUN_MODE=evaluate / export replaces steps 5 to 8 with training.evaluate's (a checkpoint's
+policy run for N episodes, or exported, in a new MLflow run).
+
 Every error a user can cause maps to its exit code in one table, :data:`EXIT_CODES` (README):
 0 trained or nothing left to do, 2 bad input, 3 missing dependency, 4 smoke test failed,
 5 training failed or the store refused, 6 registration failed, 7 checkpoint unusable,
@@ -77,6 +80,8 @@ EXIT_CODES = (
     ("training.checkpoints", "CheckpointUnavailable", EXIT_CHECKPOINT_UNUSABLE),
     ("training.backends.base", "CheckpointError", EXIT_CHECKPOINT_UNUSABLE),
     ("training.distributed", "PeerLost", EXIT_RETRYABLE),
+    ("training.evaluate", "EvaluationFailed", EXIT_TRAINING_FAILED),
+    ("training.policy_export", "ExportFailed", EXIT_TRAINING_FAILED),
 )
 
 
@@ -145,6 +150,10 @@ def launch(argv: Sequence[str]) -> tuple[int, App]:
 
 def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> int:
     """Steps 5 to 8; heavy imports start here."""
+    if config.run_mode != "train":  # evaluate or export a checkpoint: its own short list
+        from training.evaluate import run_checkpoint_mode
+
+        return run_checkpoint_mode(config, app, download_dir)
     from training.backends import load_backend
     from training.envs import make_env
     from training.session import finish_earlier_run, open_run

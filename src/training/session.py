@@ -23,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training import azure, checkpoints, distributed, tracking
+from training import azure, checkpoints, distributed, policy_export, tracking
 from training.backends.base import Checkpoint, TrainHooks, TrainResult
 from training.config import RunConfig
 from training.resume import ATTEMPTS_TAG, ResumePoint
@@ -170,6 +170,8 @@ class TrackedRun:
         print(f"training done at iteration {result.final_iteration}; {report.summary()}",
               flush=True)
         announce_resume_uri(self.client, self.run_id)
+        policy_export.export_final(self.client, self.config, self.backend, self.env_handle,
+                                   self.run_id, final_info, device=self.device)  # never raises
         if self.config.register_checkpoint:
             register_final(self.client, self.config, self.run_id, self.settings, final_info)
         self.succeeded = True

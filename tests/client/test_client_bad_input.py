@@ -35,6 +35,8 @@ BAD_INPUTS = [
     ("nodes-word", ["--nodes", "abc"], {}, 2, "--nodes must be a positive integer, not 'abc'"),
     ("nodes-without-gpu", ["--gpu", "0", "--nodes", "2"], {}, 2,
      "--nodes 2 needs at least one GPU on each node"),
+    ("evaluate-on-nodes", ["--evaluate", "-c", "runs:/abc/checkpoints/final", "--nodes", "2"],
+     {}, 2, "--evaluate runs in one process on one node: drop --nodes"),
     ("nodes-over-the-limit", ["--nodes", "17"], {}, 2, "--nodes 17 is more than 16 tasks"),
     ("memory-word", ["--memory", "lots"], {}, 2, "--memory must be a quantity"),
     ("relative-payload-root", ["-p", "payload"], {}, 2, "must be an absolute path"),

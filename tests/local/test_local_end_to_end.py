@@ -252,3 +252,19 @@ def test_a_workflow_that_needs_task_inputs_is_refused_in_one_line(tmp_path: Path
     assert line.startswith("submit-training: error: environment DATASET uses {{input:0}}")
     assert "Traceback" not in result.stderr
     assert not (repo / ".osmo-inline" / "runs").exists()
+
+
+def test_local_evaluate_of_the_first_runs_checkpoint(repo: Path, submit: Submit,
+                                                     first_run) -> None:
+    """--local --evaluate: the same workflow with RUN_MODE=evaluate; the task comes from the
+    checkpoint (no -t), the result is a new run in the project's store."""
+    _, first_id = first_run
+    source = f"runs:/{first_id}/checkpoints/final"
+    result = submit("--evaluate", "-c", source, "--episodes", "2", "-n", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert f"evaluated {source} on InvertedPendulum-v5: 2 episodes, return " in output
+    evaluation = runs_of(repo)[-1]
+    assert evaluation.data.tags["run_mode"] == "evaluate"
+    assert evaluation.data.tags["source_run_id"] == first_id
+    assert evaluation.data.metrics["eval/episodes"] == 2

@@ -67,6 +67,41 @@ class Checkpoint:
     format: str  # a key of CHECKPOINT_FORMATS: "rsl_rl-2", "rsl_rl-5", "skrl"
 
 
+@dataclass(frozen=True)
+class Policy:
+    """A checkpoint's actor as one deterministic torch module, ready to export and to act.
+
+    ``module`` maps observations ``(N, obs_dim)`` float32 to actions ``(N, action_dim)``: the
+    observation normaliser of the checkpoint first, then the actor network, then the
+    distribution's mean (what the library's own inference uses). ``onnx_module`` is the module
+    to hand to the ONNX exporter (the library's own when it has one, else ``module``).
+    """
+
+    module: Any
+    onnx_module: Any
+    obs_dim: int
+    action_dim: int
+    # True: TorchScript by torch.jit.script (the library's export module is scriptable);
+    # False: by torch.jit.trace (modules the library builds from generated code).
+    scriptable: bool
+    exporter: str  # what built the export modules, e.g. "rsl_rl MLPModel.as_jit/as_onnx"
+
+
+class EpisodeEnv(Protocol):
+    """A backend's wrapped vector env seen as episodes: plain tensors in and out (the
+    evaluation mode, training.evaluate). Finished sub-envs reset themselves."""
+
+    num_envs: int
+
+    def reset(self) -> Any:
+        """Observations ``(num_envs, obs_dim)``."""
+        ...
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any]:
+        """(observations, rewards ``(num_envs,)``, done ``(num_envs,)`` bool)."""
+        ...
+
+
 @dataclass
 class TrainHooks:
     """Callbacks a backend calls while it trains. They must be cheap: they run on the
@@ -137,4 +172,15 @@ class Backend(Protocol):
         """Train until ``max_iterations`` iterations are done in total (resume) or from 0
         (scratch, warm-start); save ``model_<done>.pt`` in log_dir every save_interval, at the
         end and when hooks.should_stop(); call the hooks (see TrainHooks)."""
+        ...
+
+    def policy_from_checkpoint(self, checkpoint: Checkpoint, env_handle: EnvHandle, *,
+                               device: str) -> Policy:
+        """The checkpoint's deterministic actor with its observation normaliser (see
+        Policy), built as training builds it for ``env_handle``'s task; CheckpointError (one
+        line) when the checkpoint does not fit the task's observation/action shapes."""
+        ...
+
+    def episode_env(self, env_handle: EnvHandle) -> EpisodeEnv:
+        """``env_handle``'s env seen as episodes (see EpisodeEnv)."""
         ...

@@ -34,6 +34,7 @@ Importing this module imports torch and ``rsl_rl.runners``.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,7 @@ from training.backends.base import (  # noqa: E402
     Checkpoint,
     CheckpointError,
     LoadMode,
+    Policy,
     TrainHooks,
     TrainResult,
     backend_of_format,
@@ -143,6 +145,39 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(path=Path(path), iteration=int(saved["iter"]), format=found)
 
 
+# --- policy: export and evaluation -----------------------------------------------------------
+
+
+def policy_from_checkpoint(checkpoint: Checkpoint, env_handle: EnvHandle, *,
+                           device: str) -> Policy:
+    """The checkpoint's deterministic actor and normaliser, loaded into a runner built for
+    ``env_handle`` as a warm start would load it (CheckpointError when the shapes differ)."""
+    from training.backends.actor_module import make_policy
+
+    with tempfile.TemporaryDirectory() as log_dir:
+        runner = build_runner(env_handle, log_dir=Path(log_dir), device=device,
+                              init=checkpoint, mode="warm-start")
+    module, onnx_module, scriptable, exporter = compat.export_modules(runner)
+    return make_policy(module, onnx_module, scriptable=scriptable, exporter=exporter)
+
+
+class RslRlEpisodes:
+    """An rsl-rl VecEnv as an EpisodeEnv (it resets finished sub-envs itself)."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.num_envs = int(env.num_envs)
+
+    def reset(self) -> torch.Tensor:
+        return compat.policy_observations(self.env.get_observations())
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        observations, rewards, dones, _ = self.env.step(actions)
+        return compat.policy_observations(observations), rewards.view(-1), dones.view(-1) > 0
+
+
+def episode_env(env_handle: EnvHandle) -> RslRlEpisodes:
+    return RslRlEpisodes(env_handle.env)
 
 
 class _StopRequested(Exception):

@@ -289,3 +289,36 @@ def load_checkpoint(runner: Any, path: Path, *, resume: bool, device: str) -> No
 def runner_cfg(agent_cfg: dict[str, Any]) -> dict[str, Any]:
     """A private copy of the agent cfg for the runner: 2.x/3.x pop keys out of it."""
     return copy.deepcopy(agent_cfg)
+
+
+# --- inference and export ----------------------------------------------------------------------
+
+
+def export_modules(runner: Any) -> tuple[torch.nn.Module, torch.nn.Module, bool, str]:
+    """(TorchScript module, ONNX module, scriptable, who built them) for the runner's
+    deterministic actor with its observation normaliser.
+
+    5.x has its own export modules (``MLPModel.as_jit``/``as_onnx``, what its runner's
+    ``export_policy_to_jit/onnx`` export). 2.x/3.x have none (Isaac Lab's
+    ``isaaclab_rl.rsl_rl.exporter`` wraps ``policy.actor`` and the normaliser, as done here):
+    the normaliser is ``policy.actor_obs_normalizer`` in 3.x and the runner's
+    ``obs_normalizer`` (Identity when off) in 2.3.3, as their ``get_inference_policy`` uses.
+    """
+    from training.backends.actor_module import NormalizedActor
+
+    if MAJOR >= 4:
+        actor = runner.alg.get_policy()
+        return (actor.as_jit(), actor.as_onnx(verbose=False), True,
+                f"rsl_rl {RSL_RL_VERSION} MLPModel.as_jit/as_onnx")
+    policy = runner.alg.policy
+    normalizer = policy.actor_obs_normalizer if MAJOR == 3 else runner.obs_normalizer
+    module = NormalizedActor(normalizer, policy.actor)
+    return module, module, True, f"rsl_rl {RSL_RL_VERSION} actor + observation normaliser"
+
+
+def policy_observations(observations: Any) -> torch.Tensor:
+    """The actor's observations out of what the env returns: the "policy" group of a
+    TensorDict (3.x/5.x), the tensor of 2.x's ``(obs, extras)`` or its plain step tensor."""
+    if MAJOR >= 3:
+        return observations["policy"]
+    return observations[0] if isinstance(observations, tuple) else observations

@@ -40,6 +40,7 @@ Importing this module imports torch and skrl's runner.
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,6 +57,7 @@ from training.backends.base import (
     Checkpoint,
     CheckpointError,
     LoadMode,
+    Policy,
     TrainHooks,
     TrainResult,
     backend_of_format,
@@ -244,6 +246,60 @@ def load_checkpoint(agent: Any, checkpoint: Checkpoint, *, resume: bool) -> int:
             "expected a checkpoint trained on the same task and agent cfg"
         ) from error
     return int(progress["iteration"]) if resume else 0
+
+
+# --- policy: export and evaluation -----------------------------------------------------------
+
+
+class MeanAction(torch.nn.Module):
+    """An skrl Gaussian policy's mean action: ``outputs["mean_actions"]`` of its ``act`` (the
+    last item in 1.4.3's (actions, log_prob, outputs) and 2.x's (actions, outputs)), which
+    skrl's own evaluation uses when it is not stochastic. Inputs under both versions' key
+    (1.4.3 "states", 2.x "observations")."""
+
+    def __init__(self, policy: torch.nn.Module) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        outputs = self.policy.act({"states": obs, "observations": obs}, role="policy")[-1]
+        return outputs["mean_actions"]
+
+
+def policy_from_checkpoint(checkpoint: Checkpoint, env_handle: EnvHandle, *,
+                           device: str) -> Policy:
+    """The checkpoint's policy and observation preprocessor, loaded into an agent built for
+    ``env_handle`` as a warm start loads them (CheckpointError when the shapes differ).
+    skrl builds its models from generated code: they are traced, not scripted."""
+    from training.backends.actor_module import NormalizedActor, make_policy
+
+    with tempfile.TemporaryDirectory() as log_dir:
+        training = build_training(env_handle, log_dir=Path(log_dir), init=checkpoint,
+                                  mode="warm-start")
+    agent = training.agent
+    module = NormalizedActor(compat.observation_preprocessor(agent), MeanAction(agent.policy))
+    return make_policy(module, module, scriptable=False,
+                       exporter=f"skrl {SKRL_VERSION} policy mean + observation preprocessor")
+
+
+class SkrlEpisodes:
+    """skrl's wrapped vector env as an EpisodeEnv (the vector env resets finished sub-envs)."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.num_envs = int(env.num_envs)
+
+    def reset(self) -> torch.Tensor:
+        observations, _ = self.env.reset()
+        return observations
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        observations, rewards, terminated, truncated, _ = self.env.step(actions)
+        return observations, rewards.view(-1), (terminated | truncated).view(-1)
+
+
+def episode_env(env_handle: EnvHandle) -> SkrlEpisodes:
+    return SkrlEpisodes(env_handle.env)
 
 
 # --- training ----------------------------------------------------------------------------------

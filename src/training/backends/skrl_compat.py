@@ -174,3 +174,13 @@ def is_preprocessor(name: str) -> bool:
     """Whether checkpoint module ``name`` holds running statistics (observation, state or
     value preprocessor: a warm start keeps them with the weights)."""
     return name.endswith("_preprocessor")
+
+
+# --- inference and export ----------------------------------------------------------------------
+
+
+def observation_preprocessor(agent: Any) -> Any:
+    """The agent's observation preprocessor (running mean/std), what its ``act`` applies to
+    observations: ``_state_preprocessor`` in 1.4.3, ``_observation_preprocessor`` in 2.x (whose
+    ``_state_preprocessor`` is for the env state). A method (skrl's empty one) when off."""
+    return agent._observation_preprocessor if MAJOR >= 2 else agent._state_preprocessor

@@ -1,0 +1,30 @@
+"""The code of the exported policy's MLflow pyfunc model (MLflow's "models from code": this
+file is copied into the model and run by ``mlflow.pyfunc.load_model``; it imports nothing of
+this project). ``predict(obs)``: observations ``(batch, obs_dim)`` -> actions
+``(batch, action_dim)``, computed by the model's ``policy.onnx`` in onnxruntime."""
+
+import mlflow
+import numpy as np
+
+
+class OnnxPolicy(mlflow.pyfunc.PythonModel):
+    # The model's signature (a float32 tensor of (batch, obs_dim), written by
+    # training.policy_export) checks the input. Without this, PythonModel.__init_subclass__
+    # (mlflow/pyfunc/model.py) looks for type hints on predict and warns at every save and
+    # load that there are none (its own filters override a caller's warnings filter).
+    _skip_type_hint_validation = True
+
+    def load_context(self, context):
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(context.artifacts["onnx"],
+                                                    providers=["CPUExecutionProvider"])
+
+    def predict(self, context, model_input, params=None):
+        observations = np.asarray(model_input, dtype=np.float32)
+        if observations.ndim == 1:  # one observation
+            observations = observations[None, :]
+        return self.session.run(None, {"obs": observations})[0]
+
+
+mlflow.models.set_model(OnnxPolicy())
