@@ -245,7 +245,10 @@ class CheckpointUploader:
                     return iteration, self._pending[iteration]
                 wake_at = [t for t in (self._retry_at if self._pending else None, close_by)
                            if t is not None]
-                self._wake.wait(min(0.5, min(wake_at) - now) if wake_at else 0.5)
+                if close_by is not None:  # a stop signal can bring the deadline forward
+                    self._wake.wait(min(0.5, min(wake_at) - now))
+                else:  # idle until submit() or close() notifies, or the next retry is due
+                    self._wake.wait(min(wake_at) - now if wake_at else None)
 
     def _upload(self, iteration: int, path: Path) -> str | None:
         """One try; None on success, else why not."""

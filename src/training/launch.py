@@ -63,6 +63,9 @@ MLFLOW_HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
     # rsl-rl imports GitPython, which fails at import without a git binary unless told.
     "GIT_PYTHON_REFRESH": "quiet",
+    # MLflow 3 sends usage telemetry from a thread of the training process, to a public host
+    # that a cluster pod may not reach, at a cost per MLflow call: off unless the user says.
+    "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 
 

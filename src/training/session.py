@@ -15,7 +15,9 @@ CheckpointError (7), RegistrationError (6), TrainingFailed (5).
 from __future__ import annotations
 
 import contextlib
+import queue
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -107,8 +109,9 @@ class TrackedRun:
         return self
 
     def _log_settings(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         try:
-            tracking.log_params_once(self.client, self.run_id, self.settings)
             files = cfg_files(self.env_handle)
             if self.resumed is not None:  # like params, a continued run keeps the first
                 # attempt's files (Azure ML's blob store refuses to overwrite an artifact)
@@ -116,8 +119,14 @@ class TrackedRun:
                 stored = {f.path for folder in folders
                           for f in self.client.list_artifacts(self.run_id, folder)}
                 files = {path: text for path, text in files.items() if path not in stored}
-            for path, text in files.items():
-                self.client.log_text(self.run_id, text, path)
+            # Independent requests, sent together: a round trip to the store each, not in turn.
+            with ThreadPoolExecutor(max_workers=1 + len(files)) as pool:
+                requests = [pool.submit(tracking.log_params_once, self.client, self.run_id,
+                                        self.settings, continued=self.resumed is not None)]
+                requests += [pool.submit(self.client.log_text, self.run_id, text, path)
+                             for path, text in files.items()]
+            for request in requests:
+                request.result()  # raises the first error
         except Exception as error:  # MLflow raises many types
             raise StoreFailure(f"cannot log the params of run {self.run_id}", error) from error
 
@@ -142,7 +151,10 @@ class TrackedRun:
         print(f"run {self.run_id}: {self.config.task}, {self.settings['num_envs']} envs, "
               f"{self.config.backend}, {self.config.checkpoint_mode}, up to iteration "
               f"{self.max_iterations}, logs in {self.log_dir}", flush=True)
-        return train_backend(self, init, hooks)
+        try:
+            return train_backend(self, init, hooks)
+        finally:
+            progress.close()  # its lines come before whatever is printed next
 
     # --- finish --------------------------------------------------------------------------
 
@@ -416,7 +428,12 @@ def announce_resume_uri(client: Any, run_id: str) -> None:
 
 class ProgressPrinter:
     """One console line per iteration: `it 12/150 | reward 123.4 | 15,234 steps/s | ETA 0:00:31`.
-    The ETA comes from the wall time of the iterations seen so far in this process."""
+    The ETA comes from the wall time of the iterations seen so far in this process.
+
+    show() runs on the training thread and only queues the line; a thread of its own writes
+    it, so a slow or full stdout pipe (a log collector that lags) never holds training up."""
+
+    CLOSE_TIMEOUT_S = 5.0  # how long close() waits for queued lines to be written
 
     def __init__(self, max_iterations: int, backend: Backend) -> None:
         self._max_iterations = max_iterations
@@ -424,6 +441,9 @@ class ProgressPrinter:
         self._first: tuple[int, float] | None = None
         # skrl reports the reward only in iterations where episodes ended: show the last one.
         self._last_reward: float | None = None
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write, name="progress-lines", daemon=True)
+        self._writer.start()
 
     def show(self, iteration: int, values: Mapping[str, float]) -> None:
         now = time.monotonic()
@@ -442,5 +462,14 @@ class ProgressPrinter:
             per_iteration = (now - first_time) / (iteration - first_iteration)
             remaining = max(0, self._max_iterations - done) * per_iteration
             parts.append(f"ETA {timedelta(seconds=round(remaining))}")
-        with contextlib.suppress(ValueError, OSError):  # stdout closed under us
-            print(" | ".join(parts), flush=True)
+        self._lines.put(" | ".join(parts))
+
+    def close(self) -> None:
+        """Write what is queued (waiting at most CLOSE_TIMEOUT_S) and stop the writer."""
+        self._lines.put(None)
+        self._writer.join(self.CLOSE_TIMEOUT_S)
+
+    def _write(self) -> None:
+        while (line := self._lines.get()) is not None:
+            with contextlib.suppress(ValueError, OSError):  # stdout closed under us
+                print(line, flush=True)

@@ -11,7 +11,6 @@ Tracking URI, in this order:
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 import time
@@ -23,9 +22,10 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 
+from training import metric_batches
 from training.config import RunConfig
 from training.store import Backoff, retry, unreachable
 from training.store import first_line as first_line  # re-exported for smoke and registry
@@ -33,6 +33,13 @@ from training.store import first_line as first_line  # re-exported for smoke and
 # MLflow accepts alphanumerics, "_", "-", ".", " ", ":" and "/" in metric names.
 _INVALID_NAME_CHARACTERS = re.compile(r"[^\w\-. :/]")
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
+# How often the metric sender posts what is buffered. Each request costs MLflow's client a few
+# ms of CPU whatever its size (headers, its Databricks context checks), so fewer requests are
+# what keeps tracking cheap; nothing waits for the interval: a checkpoint upload and the end of
+# the run make the sender go at once (bench/tracking_cost.py, bench/RESULTS.md).
+FLUSH_INTERVAL_S = 5.0
+# The first wait before sending again to a store that did not answer (then doubling to 30 s).
+RETRY_FIRST_S = 1.0
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
 
 
@@ -103,11 +110,18 @@ def experiment_id_for(name: str, target: TrackingTarget) -> str:
 
 def sanitize_metric_name(name: str) -> str:
     """A name MLflow accepts: invalid characters become "_", empty path segments go away."""
-    return _sanitize_cached(name)
+    clean = _CLEAN_NAMES.get(name)
+    if clean is None:
+        clean = _sanitize(name)
+        if len(_CLEAN_NAMES) < 10_000:  # names repeat every iteration; bounded all the same
+            _CLEAN_NAMES[name] = clean
+    return clean
 
 
-@functools.lru_cache(maxsize=4096)  # called per metric per iteration: names repeat
-def _sanitize_cached(name: str) -> str:
+_CLEAN_NAMES: dict[str, str] = {}  # a plain dict: one lookup per value on the training thread
+
+
+def _sanitize(name: str) -> str:
     cleaned = _INVALID_NAME_CHARACTERS.sub("_", name)
     segments = [s for s in cleaned.split("/") if s.strip() not in ("", ".", "..")]
     return "/".join(segments) or "_"
@@ -117,7 +131,10 @@ def flatten_metrics(metrics: Mapping[str, Any]) -> Iterator[tuple[str, float]]:
     """(valid name, float) pairs. A list or tensor with several values becomes name/0, name/1,
     ... rather than being dropped (the original silently dropped them)."""
     for name, value in metrics.items():
-        clean = sanitize_metric_name(str(name))
+        clean = _CLEAN_NAMES.get(name) or sanitize_metric_name(str(name))
+        if type(value) is float:  # what both backends report: the common case first
+            yield clean, value
+            continue
         if hasattr(value, "tolist"):  # torch tensor / numpy array / numpy scalar
             value = value.tolist()
         if isinstance(value, (list, tuple)):
@@ -136,16 +153,17 @@ def _flat_values(values: list | tuple) -> Iterator[float]:
 
 
 class MetricLogger:
-    """Collects metrics on the training thread (cheap: a list append) and sends them from a
-    background thread with MlflowClient.log_batch.
+    """Collects metrics on the training thread (cheap: a tuple per value appended to a deque
+    under a lock; no I/O) and sends them from a background thread in log-batch requests
+    (training.metric_batches: at most one a flush interval, or sooner when asked).
 
     Every value logged ends in exactly one of two counts: ``stored`` (the store confirmed the
     batch) or ``lost`` (with ``lost_reasons``): a batch the store refused (retrying cannot help),
     or values that did not fit the bounded buffer while the store was away. While the store does
     not answer, batches wait in the buffer and go out once it is back (waits of
-    flush_interval_s doubling to 30 s). ``handled_through`` is the highest step whose metrics
-    are all stored or counted lost: the checkpoint uploader waits for it, so a checkpoint never
-    reaches the store ahead of the metrics before it.
+    RETRY_FIRST_S, or flush_interval_s when shorter, doubling to 30 s). ``handled_through`` is
+    the highest step whose metrics are all stored or counted lost: the checkpoint uploader waits
+    for it, so a checkpoint never reaches the store ahead of the metrics before it.
     """
 
     def __init__(
@@ -153,17 +171,16 @@ class MetricLogger:
         client: MlflowClient,
         run_id: str,
         *,
-        flush_interval_s: float = 1.0,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
         max_buffered: int = 500_000,
         batch_size: int = MAX_METRICS_PER_BATCH,
     ) -> None:
-        self._client = client
-        self._run_id = run_id
+        self._send = metric_batches.sender_for(client, run_id)
         self._flush_interval_s = flush_interval_s
         self._max_buffered = max_buffered
         self._batch_size = batch_size
-        self._pending: deque[Metric] = deque()
-        self._in_flight: list[Metric] = []  # taken from _pending, not confirmed yet
+        self._pending: deque[metric_batches.Value] = deque()
+        self._in_flight: list[metric_batches.Value] = []  # taken from _pending, not confirmed
         self._lock = threading.Lock()
         self._handled = threading.Condition(self._lock)  # notified when handled_through grows
         self._logged_through = -1  # highest step logged
@@ -180,7 +197,7 @@ class MetricLogger:
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
         timestamp = int(time.time() * 1000)
-        batch = [Metric(name, value, timestamp, step) for name, value in flatten_metrics(metrics)]
+        batch = [(name, value, timestamp, step) for name, value in flatten_metrics(metrics)]
         with self._lock:
             room = max(0, self._max_buffered - len(self._pending))
             if len(batch) > room:
@@ -221,11 +238,11 @@ class MetricLogger:
         """handled_through: just below the oldest value not yet stored or lost (steps arrive
         in order), else everything logged. Called with the lock held."""
         oldest = self._in_flight or self._pending
-        self.handled_through = oldest[0].step - 1 if oldest else self._logged_through
+        self.handled_through = oldest[0][3] - 1 if oldest else self._logged_through
         self._handled.notify_all()
 
     def _run(self) -> None:
-        backoff = Backoff(self._flush_interval_s, 30.0)
+        backoff = Backoff(min(RETRY_FIRST_S, self._flush_interval_s), 30.0)
         wait_s = self._flush_interval_s
         while True:
             self._flush_now.wait(wait_s)
@@ -249,7 +266,7 @@ class MetricLogger:
             if not batch:
                 return True
             try:
-                self._client.log_batch(self._run_id, metrics=batch, synchronous=True)
+                self._send(batch)
             except Exception as error:  # MLflow raises many types
                 self.last_error = first_line(error)
                 with self._lock:
@@ -281,10 +298,12 @@ def start_run(config: RunConfig, experiment_id: str, tags: Mapping[str, str],
     return run.info.run_id
 
 
-def log_params_once(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> None:
+def log_params_once(client: MlflowClient, run_id: str, params: Mapping[str, str], *,
+                    continued: bool = True) -> None:
     """Log the params the run does not have yet. MLflow refuses to change a param, and a
-    continued run keeps its first attempt's values (its tags show the latest)."""
-    existing = client.get_run(run_id).data.params
+    continued run keeps its first attempt's values (its tags show the latest). A run just
+    created (continued False) has none: no need to ask the store."""
+    existing = client.get_run(run_id).data.params if continued else {}
     new = [Param(key, value) for key, value in params.items() if value and key not in existing]
     if new:
         client.log_batch(run_id, params=new)

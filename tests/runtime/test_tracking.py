@@ -3,12 +3,14 @@ a real sqlite store and a real `mlflow server`."""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Metric
 from support.mlflow_server import MlflowServer, ServerRun
 
 from training.config import parse_config
@@ -68,6 +70,30 @@ def test_metric_logger_sends_every_step_in_batches(mlflow_server: MlflowServer) 
     assert logger.close(within(30)) == 0
     assert _logged(client, run_id, "Train/mean_reward") == [(s, float(s)) for s in range(30)]
     assert len(_logged(client, run_id, "Loss/surrogate")) == 30
+
+
+def test_metric_values_are_stored_as_mlflows_own_client_stores_them(
+        mlflow_server: MlflowServer) -> None:
+    """The logger posts log-batch itself to a plain MLflow server (training.metric_batches):
+    what lands in the store must be what MlflowClient.log_batch stores for the same values, a
+    NaN loss and infinities included, at the same steps and timestamps."""
+    client = MlflowClient(mlflow_server.url)
+    run_id = client.create_run(client.create_experiment("same-as-client")).info.run_id
+    values = {"nan": math.nan, "inf": math.inf, "minus_inf": -math.inf, "tiny": 5e-324,
+              "big": 1.5e300, "negative": -2.25, "int": 3}
+    logger = MetricLogger(client, run_id, flush_interval_s=60)
+    before_ms = int(time.time() * 1000)
+    logger.log(7, {f"ours/{name}": value for name, value in values.items()})
+    assert logger.close(within(30)) == 0 and logger.stored == len(values)
+    client.log_batch(run_id, metrics=[Metric(f"client/{name}", value, before_ms, 7)
+                                      for name, value in values.items()])
+    for name in values:
+        [ours] = client.get_metric_history(run_id, f"ours/{name}")
+        [theirs] = client.get_metric_history(run_id, f"client/{name}")
+        assert ours.step == theirs.step == 7
+        assert ours.timestamp >= before_ms
+        assert (math.isnan(ours.value) and math.isnan(theirs.value)
+                or ours.value == theirs.value), name
 
 
 @pytest.mark.slow
