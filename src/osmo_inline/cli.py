@@ -54,6 +54,9 @@ OVERRIDABLE = (
     ("backend", "TRAINING_BACKEND", "rsl_rl"),
     ("auto_resume", "AUTO_RESUME", "true"),
     ("enable_cameras", "ENABLE_CAMERAS", "0"),
+    ("video", "VIDEO", "0"),
+    ("video_length", "VIDEO_LENGTH", "200"),
+    ("video_interval", "VIDEO_INTERVAL", "100"),
     ("task_modules", "TASK_MODULES", ""),  # --task-module may repeat (payload_tasks.py)
 )
 # Resource flags: no environment override in the seed.
@@ -80,7 +83,7 @@ after --:
 environment overrides (a flag beats its variable):
   TASK NUM_ENVS MAX_ITERATIONS IMAGE PAYLOAD_ROOT RUN_AZURE_SMOKE_TEST CHECKPOINT_URI
   CHECKPOINT_MODE REGISTER_CHECKPOINT SLEEP_AFTER_UNPACK TRAINING_BACKEND AUTO_RESUME
-  ENABLE_CAMERAS TASK_MODULES (comma- or space-separated)
+  ENABLE_CAMERAS VIDEO VIDEO_LENGTH VIDEO_INTERVAL TASK_MODULES (comma- or space-separated)
   OSMO_INLINE_STORAGE_URL (or storage_url= after --)
 
 exit codes: 0 ok, 2 bad input, 3 spec invalid, 4 osmo missing, 5/6/7/8 osmo exit 1/2/10/75,
@@ -140,6 +143,12 @@ def build_parser() -> _Parser:
     add("-b", "--backend", metavar="NAME", help="rsl_rl (default) or skrl")
     add("--enable-cameras", dest="enable_cameras", action="store_const", const="1",
         help="start Isaac Sim with camera rendering (tasks with camera sensors)")
+    add("--video", dest="video", action="store_const", const="1",
+        help="record videos of the policy during training, logged under the run's videos/ "
+        "(Isaac Lab tasks: turns cameras on)")
+    add("--video-length", metavar="FRAMES", help="env steps per video (default: 200)")
+    add("--video-interval", metavar="ITERATIONS",
+        help="learning iterations between videos (default: 100)")
     add("--task-module", dest="task_modules", action="append", metavar="MODULE",
         help="a module that registers tasks, imported in the container after every package "
         "under src/training/tasks/ (repeatable; e.g. an Isaac Lab extension package)")
@@ -288,6 +297,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     cameras = value["enable_cameras"].strip().lower()
     if cameras not in _TRUE + _FALSE:
         raise BadInput(f"{where['enable_cameras']} must be 1 or 0, not {cameras!r}")
+    video = value["video"].strip().lower()
+    if video not in _TRUE + _FALSE:
+        raise BadInput(f"{where['video']} must be 1 or 0, not {video!r}")
     auto_resume = value["auto_resume"].strip().lower() or "true"
     if auto_resume not in _TRUE + _FALSE:
         raise BadInput(f"{where['auto_resume']} must be true or false, not {auto_resume!r}")
@@ -355,6 +367,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         task_modules=task_modules,
         explicit={name: source for name, source in where.items() if source != "default"},
         enable_cameras=cameras in _TRUE,
+        video=video in _TRUE,
+        video_length=_positive_int(value["video_length"], where["video_length"]),
+        video_interval=_positive_int(value["video_interval"], where["video_interval"]),
     )
 
 

@@ -63,6 +63,9 @@ class SubmitConfig(NamedTuple):
     # at their default (a template that ignores one of them earns the user a note)
     explicit: Mapping[str, str] = {}
     enable_cameras: bool = False  # Isaac Sim with camera rendering
+    video: bool = False  # videos of the policy during training (training.video)
+    video_length: int = 200  # env steps per video
+    video_interval: int = 100  # learning iterations between videos
 
     @property
     def tmp_dir(self) -> Path:
@@ -84,6 +87,9 @@ class SubmitConfig(NamedTuple):
             "sleep_after_unpack": self.sleep_after_unpack,
             "backend": self.backend,
             "enable_cameras": 1 if self.enable_cameras else 0,
+            "video": 1 if self.video else 0,
+            "video_length": self.video_length,
+            "video_interval": self.video_interval,
             "task_modules": ",".join(self.task_modules),
             "gpu": self.gpu,
             "cpu": self.cpu,

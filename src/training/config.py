@@ -37,6 +37,10 @@ DEFAULT_UPLOAD_TIMEOUT_S = 300.0
 # How long auto-resume keeps trying an unreachable tracking store before it exits 75 (retryable)
 # rather than start a second run of the same workflow.
 DEFAULT_RESUME_LOOKUP_TIMEOUT_S = 60.0
+# --video: frames per video (Isaac Lab's --video_length default) and iterations between videos
+# (training.video keeps its own copy: this module imports nothing heavy, that one may).
+DEFAULT_VIDEO_LENGTH = 200
+DEFAULT_VIDEO_INTERVAL = 100
 
 
 # --task-module / TASK_MODULES entries: dotted Python module names.
@@ -83,6 +87,10 @@ class RunConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     # Modules imported (after training/tasks/'s packages) to register the payload's own tasks.
     task_modules: tuple[str, ...] = ()
+    # Videos of the policy during training (training.video): on/off, frames, iterations apart.
+    video: bool = False
+    video_length: int = DEFAULT_VIDEO_LENGTH
+    video_interval: int = DEFAULT_VIDEO_INTERVAL
 
     @property
     def uses_checkpoint(self) -> bool:
@@ -135,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", help="torch device; default cuda when available, else cpu")
     add("--enable_cameras", "--enable-cameras", dest="enable_cameras", nargs="?", const="1",
         help="Isaac Lab: enable camera rendering [ENABLE_CAMERAS]")
+    add("--video", nargs="?", const="1", help="record videos of the policy during training "
+        "(gymnasium: rendered headless; Isaac Lab: turns cameras on) [VIDEO]")
+    add("--video_length", "--video-length", dest="video_length",
+        help=f"frames (env steps) per video; default {DEFAULT_VIDEO_LENGTH} [VIDEO_LENGTH]")
+    add("--video_interval", "--video-interval", dest="video_interval",
+        help=f"learning iterations between videos; default {DEFAULT_VIDEO_INTERVAL} "
+        "[VIDEO_INTERVAL]")
     add("--override", action="append", default=[], metavar="KEY=VALUE",
         help="agent.<path>=<value> or env.<path>=<value>, repeatable; beats CFG_OVERRIDES "
         "(a JSON object of the same) [CFG_OVERRIDES]")
@@ -184,6 +199,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
     if auto_resume is None:
         auto_resume = _true_or_false(value(None, "AUTO_RESUME"), "AUTO_RESUME", default=True)
     azure_values = tuple(environ.get(name, "").strip() for name in AZURE_WORKSPACE_VARIABLES)
+    video = _true_or_false(value(args.video, "VIDEO"), "VIDEO", default=False)
     return RunConfig(
         task=task,
         num_envs=_positive_int(value(args.num_envs, "NUM_ENVS"), "num_envs") or DEFAULT_NUM_ENVS,
@@ -217,8 +233,14 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
                                                   "AUTO_RESUME_LOOKUP_TIMEOUT_S")
         or DEFAULT_RESUME_LOOKUP_TIMEOUT_S,
         task_modules=_module_names(args.task_modules, environ.get("TASK_MODULES", "")),
-        enable_cameras=_true_or_false(value(args.enable_cameras, "ENABLE_CAMERAS"),
-                                      "ENABLE_CAMERAS", default=False),
+        # Isaac Lab's train scripts: "always enable cameras to record video"
+        enable_cameras=video or _true_or_false(value(args.enable_cameras, "ENABLE_CAMERAS"),
+                                               "ENABLE_CAMERAS", default=False),
+        video=video,
+        video_length=_positive_int(value(args.video_length, "VIDEO_LENGTH"), "video_length")
+        or DEFAULT_VIDEO_LENGTH,
+        video_interval=_positive_int(value(args.video_interval, "VIDEO_INTERVAL"),
+                                     "video_interval") or DEFAULT_VIDEO_INTERVAL,
         overrides=_overrides(args.override, environ.get(cfg_overrides.ENV_VARIABLE, "")),
     )
 

@@ -31,6 +31,11 @@ BAD_INPUTS = [
     ("unknown-backend", ["-b", "tensorflow"], {}, 2, "unknown backend 'tensorflow'"),
     ("gpu-float", ["--gpu", "1.5"], {}, 2, "--gpu must be a non-negative integer"),
     ("cpu-zero", ["--cpu", "0"], {}, 2, "--cpu must be a positive integer"),
+    ("video-interval-zero", ["--video-interval", "0"], {}, 2,
+     "--video-interval must be a positive integer"),
+    ("video-length-env", [], {"VIDEO_LENGTH": "long"}, 2,
+     "VIDEO_LENGTH (environment) must be a positive integer"),
+    ("video-env-word", [], {"VIDEO": "maybe"}, 2, "VIDEO (environment) must be 1 or 0"),
     ("memory-word", ["--memory", "lots"], {}, 2, "--memory must be a quantity"),
     ("relative-payload-root", ["-p", "payload"], {}, 2, "must be an absolute path"),
     # issue 18: /workspace/x/.. is /workspace, which the bootstrap would have emptied

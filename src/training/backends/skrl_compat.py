@@ -8,7 +8,8 @@
 Trainer length: 1.4.3 ``trainer.timesteps`` (and a start offset ``initial_timestep``), 2.x
 ``trainer.cfg.timesteps`` (no offset). ``agent.init(trainer_cfg)`` is keyword-only in 2.x;
 ``act(states, timestep, timesteps)`` became ``act(observations, states, timestep=,
-timesteps=)`` (neither is called here: skrl's own trainer calls them).
+timesteps=)`` (skrl's own trainer calls them; here only :func:`mean_action_policy`, for
+videos).
 
 Also: 1.4.3's Runner prints every model's source code; ``write_tracking_data`` and the
 writer's ``add_scalar`` take positional arguments in 1.4.3 and keywords in 2.x; model inputs
@@ -174,3 +175,32 @@ def is_preprocessor(name: str) -> bool:
     """Whether checkpoint module ``name`` holds running statistics (observation, state or
     value preprocessor: a warm start keeps them with the weights)."""
     return name.endswith("_preprocessor")
+
+
+# --- the policy --------------------------------------------------------------------------------
+
+
+def mean_action_policy(agent: Any) -> Any:
+    """The agent's deterministic policy as a function of a CPU observation tensor: the mean
+    action of its policy model, as Isaac Lab's skrl play script takes it
+    (``outputs = runner.agent.act(obs, timestep=0, timesteps=0)``, then
+    ``outputs[-1].get("mean_actions", outputs[0])``). The agent goes to evaluation mode
+    (1.4.3 ``set_running_mode("eval")`` and ``set_mode("eval")``, 2.x
+    ``enable_training_mode(False, apply_to_models=True)``); ``act`` is 1.4.3's
+    ``act(states, timestep, timesteps)`` -> (actions, log_prob, outputs), 2.x's
+    ``act(observations, states, timestep=, timesteps=)`` -> (actions, outputs)."""
+    if MAJOR >= 2:
+        agent.enable_training_mode(False, apply_to_models=True)
+    else:
+        agent.set_running_mode("eval")
+        agent.set_mode("eval")
+
+    def policy(obs: Any) -> Any:
+        obs = obs.to(agent.device)
+        if MAJOR >= 2:
+            outputs = agent.act(obs, None, timestep=0, timesteps=0)
+        else:
+            outputs = agent.act(obs, timestep=0, timesteps=0)
+        return outputs[-1].get("mean_actions", outputs[0]).cpu()
+
+    return policy
