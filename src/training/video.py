@@ -40,7 +40,7 @@ training thread:
   iteration boundary after it is finished.
 
 The first failure to render prints one line and turns videos off; training goes on.
-Standard library only at import (the launcher imports this before the dependency check).
+Standard library only at import: torch, gymnasium and imageio load when a video is made.
 """
 
 from __future__ import annotations
@@ -122,7 +122,6 @@ def record_video(policy: Policy, task: str, path: Path, *, length: int = DEFAULT
     try:
         low, high = env.action_space.low, env.action_space.high
         fps = float(env.metadata.get("render_fps") or 30)
-        frames_written = 0
         with _Mp4Writer(path, fps) as writer:
             writer.append(first_frame)
             frames_written = 1
@@ -339,6 +338,7 @@ class ForkedVideos(NoVideos):
         self._current_policy: Callable[[], Policy] | None = None
         self._children: dict[int, threading.Thread] = {}  # pid -> its watcher
         self._mid_run: int | None = None  # the pid of the mid-run video rendering now
+        self._given_up: set[int] = set()  # killed by close or abort: nothing to report
         self._final_after_training = False
         if not forkable:
             _say("the policy is not on the CPU: only the final policy is recorded, after "
@@ -374,7 +374,7 @@ class ForkedVideos(NoVideos):
             self._child(write_fd, path, nice=0 if final else 19)
         os.close(write_fd)
         watcher = threading.Thread(target=self._watch, args=(pid, read_fd, path),
-                                   name=f"video-{done}", daemon=True)
+                                   name=path.stem, daemon=True)
         self._children[pid] = watcher
         watcher.start()
         return pid
@@ -416,6 +416,8 @@ class ForkedVideos(NoVideos):
             os.waitpid(pid, 0)
         if self._mid_run == pid:
             self._mid_run = None
+        if pid in self._given_up:
+            return
         try:
             report = json.loads(text.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -432,10 +434,17 @@ class ForkedVideos(NoVideos):
         if self._final_after_training and not self._uploads.disabled:
             self._record_here()
         bounded = min(deadline(), time.monotonic() + FINAL_VIDEO_TIMEOUT_S)
-        for pid, watcher in list(self._children.items()):
-            watcher.join(max(0.0, bounded - time.monotonic()))
+        # The final video first; a mid-run one still rendering at the lowest priority gets no
+        # extra time (on a busy machine it may never have had a CPU): it is given up.
+        order = sorted(self._children.items(), key=lambda item: item[0] == self._mid_run)
+        for pid, watcher in order:
+            if pid != self._mid_run:
+                watcher.join(max(0.0, bounded - time.monotonic()))
             if watcher.is_alive():
-                _say("a video did not finish before the end of the run: not uploaded")
+                if not self._uploads.disabled:  # else the one line about rendering said it
+                    _say(f"{watcher.name}.mp4 was not finished by the end of the run: not "
+                         "uploaded")
+                self._given_up.add(pid)
                 _kill(pid)
         self._children.clear()
         self._uploads.announce_last()
@@ -456,6 +465,7 @@ class ForkedVideos(NoVideos):
     def abort(self) -> None:
         """The run ends otherwise (a stop signal, a failure): end any child still rendering."""
         for pid in list(self._children):
+            self._given_up.add(pid)
             _kill(pid)
         self._children.clear()
 

@@ -88,9 +88,13 @@ def test_training_with_video_logs_videos_to_mlflow(backend: str, mlflow_server: 
     run_id = run_id_from(result.stdout)
     client = MlflowClient(mlflow_server.url)
     logged = {Path(f.path).name for f in client.list_artifacts(run_id, "videos")}
-    # the first iteration's and the last; iteration 2's only if the first was done by then
-    assert {"iteration_1.mp4", "iteration_4.mp4"} <= logged <= {
-        "iteration_1.mp4", "iteration_2.mp4", "iteration_4.mp4"}
+    # After iterations 1, 2 (if 1 was done by then: one mid-run video at a time) and 4 (the
+    # last, always). A mid-run video renders at the lowest CPU priority: on a busy machine it
+    # may still be rendering when the run ends, which then says so instead of waiting.
+    assert "iteration_4.mp4" in logged
+    assert logged <= {"iteration_1.mp4", "iteration_2.mp4", "iteration_4.mp4"}
+    for name in {"iteration_1.mp4"} - logged:
+        assert f"video: {name} was not finished by the end of the run" in result.stdout
     final = Path(client.download_artifacts(run_id, "videos/iteration_4.mp4", str(tmp_path)))
     _assert_a_video(final, 16, 320, 240)
     closing = _video_lines(result.stdout)[-1]
