@@ -10,6 +10,9 @@
 # minute of training on an idle 2-core machine, and the mean reward climbs from -214 (the
 # random policy) to about +580 (bench/RESULTS.md). The first ~30 iterations show
 # falling rewards: an episode lasts 1000 steps, so full episodes only arrive from then on.
+# With --video the policy is filmed after iterations 1, 100, 200 and 300 (rendered headless in
+# the background, training goes on); then the trained policy is evaluated (10 episodes, a new
+# MLflow run) and the script ends with the evaluation summary and where the last video is.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -17,8 +20,29 @@ echo "== setting up .venv (first time: a few minutes) =="
 bash scripts/setup.sh
 
 echo "== training HalfCheetah-v5 locally (Ctrl-C stops it) =="
-exec .venv/bin/submit-training --local \
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+.venv/bin/submit-training --local \
   --task HalfCheetah-v5 \
   --num-envs 16 \
   --max-iterations 300 \
-  "$@"
+  --video \
+  "$@" 2>&1 | tee "$log" || status=$?
+
+# The launcher's lines "resume with: --checkpoint-uri runs:/<id>/checkpoints/final ..." and
+# "video: the trained policy: <file> (MLflow artifact runs:/...)".
+checkpoint=$(sed -n 's/^resume with: --checkpoint-uri \([^ ]*\) .*/\1/p' "$log" | tail -n 1)
+video=$(grep '^video: the trained policy: ' "$log" | tail -n 1 || true)
+if [ "$status" -eq 0 ] && [ -n "$checkpoint" ]; then
+  echo "== evaluating the trained policy: 10 episodes, deterministic actions =="
+  .venv/bin/submit-training --local --evaluate -c "$checkpoint" --episodes 10 -n 10 \
+    2>&1 | tee "$log" || status=$?
+  summary=$(grep '^evaluated ' "$log" | tail -n 1 || true)
+  [ -n "$summary" ] && echo "== evaluation: ${summary#evaluated }"
+fi
+if [ -n "$video" ]; then
+  echo "== the video of the trained policy =="
+  echo "${video#video: the trained policy: }"
+fi
+exit "$status"

@@ -15,6 +15,23 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # the azure extra in pyproject.toml; its other requirements come with that extra).
 "${pip[@]}" --no-deps azureml-mlflow==1.62.0.post6
 
+# Headless rendering for videos (training.video): MuJoCo renders through EGL, with Mesa's
+# software renderer where there is no GPU (PyOpenGL comes with the runtime extra above). The
+# Debian packages only where missing (this project's machines have them).
+if command -v dpkg >/dev/null; then
+  missing_debs=()
+  for deb in libegl1 libegl-mesa0 libgl1-mesa-dri; do
+    dpkg -s "$deb" >/dev/null 2>&1 || missing_debs+=("$deb")
+  done
+  if [ ${#missing_debs[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing_debs[@]}"
+    else
+      echo "setup: videos need ${missing_debs[*]}: sudo apt-get install ${missing_debs[*]}" >&2
+    fi
+  fi
+fi
+
 # Azurite, the Azure blob store emulator the Azure ML tests upload artifacts to (npm; Node 20+).
 if [ ! -x .ci/azurite/node_modules/.bin/azurite-blob ]; then
   if command -v npm >/dev/null; then

@@ -54,10 +54,12 @@ OVERRIDABLE = (
     ("backend", "TRAINING_BACKEND", "rsl_rl"),
     ("auto_resume", "AUTO_RESUME", "true"),
     ("enable_cameras", "ENABLE_CAMERAS", "0"),
+    ("video", "VIDEO", "0"),
+    ("video_length", "VIDEO_LENGTH", "200"),
+    ("video_interval", "VIDEO_INTERVAL", "100"),
     ("task_modules", "TASK_MODULES", ""),  # --task-module may repeat (payload_tasks.py)
     ("run_mode", "RUN_MODE", "train"),  # --evaluate / --export (training.evaluate)
     ("eval_episodes", "EVAL_EPISODES", "10"),
-    ("record_video", "RECORD_VIDEO", "0"),
 )
 # Resource flags: no environment override in the seed.
 RESOURCES = (("gpu", "1"), ("nodes", "1"), ("cpu", "8"), ("memory", "48Gi"), ("storage", "80Gi"))
@@ -84,8 +86,8 @@ after --:
 environment overrides (a flag beats its variable):
   TASK NUM_ENVS MAX_ITERATIONS IMAGE PAYLOAD_ROOT RUN_AZURE_SMOKE_TEST CHECKPOINT_URI
   CHECKPOINT_MODE REGISTER_CHECKPOINT SLEEP_AFTER_UNPACK TRAINING_BACKEND AUTO_RESUME
-  ENABLE_CAMERAS TASK_MODULES (comma- or space-separated) RUN_MODE EVAL_EPISODES
-  RECORD_VIDEO
+  ENABLE_CAMERAS VIDEO VIDEO_LENGTH VIDEO_INTERVAL TASK_MODULES (comma- or space-separated)
+  RUN_MODE EVAL_EPISODES
   OSMO_INLINE_STORAGE_URL (or storage_url= after --)
 
 exit codes: 0 ok, 2 bad input, 3 spec invalid, 4 osmo missing, 5/6/7/8 osmo exit 1/2/10/75,
@@ -143,8 +145,6 @@ def build_parser() -> _Parser:
     parser.flag_names["run_mode"] = "--evaluate/--export"
     add("--episodes", dest="eval_episodes", metavar="N",
         help="episodes --evaluate runs (default: 10)")
-    add("--video", dest="record_video", action="store_const", const="1",
-        help="record videos (default: off)")
     add("-r", "--register-checkpoint", metavar="NAME",
         help="model name to register the final checkpoint under")
     add("-s", "--run-smoke-test", dest="run_azure_smoke_test", action="store_const", const="1",
@@ -158,6 +158,12 @@ def build_parser() -> _Parser:
     add("-b", "--backend", metavar="NAME", help="rsl_rl (default) or skrl")
     add("--enable-cameras", dest="enable_cameras", action="store_const", const="1",
         help="start Isaac Sim with camera rendering (tasks with camera sensors)")
+    add("--video", dest="video", action="store_const", const="1",
+        help="record videos of the policy during training (with --evaluate: of its "
+        "first episode), logged under the run's videos/ (Isaac Lab tasks: turns cameras on)")
+    add("--video-length", metavar="FRAMES", help="env steps per video (default: 200)")
+    add("--video-interval", metavar="ITERATIONS",
+        help="learning iterations between videos (default: 100)")
     add("--task-module", dest="task_modules", action="append", metavar="MODULE",
         help="a module that registers tasks, imported in the container after every package "
         "under src/training/tasks/ (repeatable; e.g. an Isaac Lab extension package)")
@@ -322,6 +328,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     cameras = value["enable_cameras"].strip().lower()
     if cameras not in _TRUE + _FALSE:
         raise BadInput(f"{where['enable_cameras']} must be 1 or 0, not {cameras!r}")
+    video = value["video"].strip().lower()
+    if video not in _TRUE + _FALSE:
+        raise BadInput(f"{where['video']} must be 1 or 0, not {video!r}")
     auto_resume = value["auto_resume"].strip().lower() or "true"
     if auto_resume not in _TRUE + _FALSE:
         raise BadInput(f"{where['auto_resume']} must be true or false, not {auto_resume!r}")
@@ -356,9 +365,6 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     project_dir = find_project_dir(cwd)
 
     task = "" if checkpoints_task else task_for_image(value["task"], value["image"], where["task"])
-    record_video = value["record_video"].strip().lower()
-    if record_video not in _TRUE + _FALSE:
-        raise BadInput(f"{where['record_video']} must be 1 or 0, not {record_video!r}")
 
     return SubmitConfig(
         task=task,
@@ -403,7 +409,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         enable_cameras=cameras in _TRUE,
         run_mode=run_mode,
         eval_episodes=_positive_int(value["eval_episodes"], where["eval_episodes"]),
-        record_video=record_video in _TRUE,
+        video=video in _TRUE,
+        video_length=_positive_int(value["video_length"], where["video_length"]),
+        video_interval=_positive_int(value["video_interval"], where["video_interval"]),
     )
 
 

@@ -67,7 +67,9 @@ class SubmitConfig(NamedTuple):
     nodes: int = 1  # > 1: one OSMO group of this many tasks, node 0 the lead
     run_mode: str = "train"  # train | evaluate | export (RUN_MODE)
     eval_episodes: int = 10  # episodes an evaluation runs (EVAL_EPISODES)
-    record_video: bool = False  # record videos (RECORD_VIDEO)
+    video: bool = False  # videos of the policy during training (training.video)
+    video_length: int = 200  # env steps per video
+    video_interval: int = 100  # learning iterations between videos
 
     @property
     def tmp_dir(self) -> Path:
@@ -89,10 +91,12 @@ class SubmitConfig(NamedTuple):
             "sleep_after_unpack": self.sleep_after_unpack,
             "backend": self.backend,
             "enable_cameras": 1 if self.enable_cameras else 0,
+            "video": 1 if self.video else 0,
+            "video_length": self.video_length,
+            "video_interval": self.video_interval,
             "task_modules": ",".join(self.task_modules),
             "run_mode": self.run_mode,
             "eval_episodes": self.eval_episodes,
-            "record_video": 1 if self.record_video else 0,
             "gpu": self.gpu,
             "nodes": self.nodes,
             "cpu": self.cpu,

@@ -43,6 +43,10 @@ DEFAULT_UPLOAD_TIMEOUT_S = 300.0
 DEFAULT_RESUME_LOOKUP_TIMEOUT_S = 60.0
 # torchrun's rendezvous on the lead node when MASTER_PORT is empty (the contract's default).
 DEFAULT_MASTER_PORT = 29500
+# --video: frames per video (Isaac Lab's --video_length default) and iterations between videos
+# (training.video keeps its own copy: this module imports nothing heavy, that one may).
+DEFAULT_VIDEO_LENGTH = 200
+DEFAULT_VIDEO_INTERVAL = 100
 
 
 # --task-module / TASK_MODULES entries: dotted Python module names.
@@ -97,12 +101,16 @@ class RunConfig:
     master_addr: str = "127.0.0.1"
     master_port: int = DEFAULT_MASTER_PORT
 
+    run_mode: str = "train"  # one of RUN_MODES
+    eval_episodes: int = DEFAULT_EVAL_EPISODES  # episodes an evaluation runs
+    # Videos of the policy during training (training.video): on/off, frames, iterations apart.
+    video: bool = False
+    video_length: int = DEFAULT_VIDEO_LENGTH
+    video_interval: int = DEFAULT_VIDEO_INTERVAL
+
     @property
     def world_size(self) -> int:
         return self.nproc_per_node * self.nnodes
-    run_mode: str = "train"  # one of RUN_MODES
-    eval_episodes: int = DEFAULT_EVAL_EPISODES  # episodes an evaluation runs
-    record_video: bool = False  # RECORD_VIDEO: videos (training/video.py)
 
     @property
     def uses_checkpoint(self) -> bool:
@@ -155,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", help="torch device; default cuda when available, else cpu")
     add("--enable_cameras", "--enable-cameras", dest="enable_cameras", nargs="?", const="1",
         help="Isaac Lab: enable camera rendering [ENABLE_CAMERAS]")
+    add("--video", nargs="?", const="1", help="record videos of the policy during training "
+        "(gymnasium: rendered headless; Isaac Lab: turns cameras on) [VIDEO]")
+    add("--video_length", "--video-length", dest="video_length",
+        help=f"frames (env steps) per video; default {DEFAULT_VIDEO_LENGTH} [VIDEO_LENGTH]")
+    add("--video_interval", "--video-interval", dest="video_interval",
+        help=f"learning iterations between videos; default {DEFAULT_VIDEO_INTERVAL} "
+        "[VIDEO_INTERVAL]")
     add("--override", action="append", default=[], metavar="KEY=VALUE",
         help="agent.<path>=<value> or env.<path>=<value>, repeatable; beats CFG_OVERRIDES "
         "(a JSON object of the same) [CFG_OVERRIDES]")
@@ -176,7 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
         "[RUN_MODE]")
     add("--episodes", help=f"episodes an evaluation runs (default {DEFAULT_EVAL_EPISODES}) "
         "[EVAL_EPISODES]")
-    add("--video", nargs="?", const="1", help="record videos [RECORD_VIDEO]")
     add("--headless", action="store_true", help="accepted for the seed's command line; "
         "training always runs headless")
     return parser
@@ -233,6 +247,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
     master_port = _int(value(args.master_port, "MASTER_PORT"), "master_port")
     if master_port is not None and not 0 < master_port < 65536:
         raise ConfigError(f"master_port must be 1 .. 65535, got {master_port}")
+    video = _true_or_false(value(args.video, "VIDEO"), "VIDEO", default=False)
     return RunConfig(
         task=task or "",
         num_envs=_positive_int(value(args.num_envs, "NUM_ENVS"), "num_envs") or DEFAULT_NUM_ENVS,
@@ -266,8 +281,14 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
                                                   "AUTO_RESUME_LOOKUP_TIMEOUT_S")
         or DEFAULT_RESUME_LOOKUP_TIMEOUT_S,
         task_modules=_module_names(args.task_modules, environ.get("TASK_MODULES", "")),
-        enable_cameras=_true_or_false(value(args.enable_cameras, "ENABLE_CAMERAS"),
-                                      "ENABLE_CAMERAS", default=False),
+        # Isaac Lab's train scripts: "always enable cameras to record video"
+        enable_cameras=video or _true_or_false(value(args.enable_cameras, "ENABLE_CAMERAS"),
+                                               "ENABLE_CAMERAS", default=False),
+        video=video,
+        video_length=_positive_int(value(args.video_length, "VIDEO_LENGTH"), "video_length")
+        or DEFAULT_VIDEO_LENGTH,
+        video_interval=_positive_int(value(args.video_interval, "VIDEO_INTERVAL"),
+                                     "video_interval") or DEFAULT_VIDEO_INTERVAL,
         overrides=_overrides(args.override, environ.get(cfg_overrides.ENV_VARIABLE, "")),
         nproc_per_node=_positive_int(value(args.nproc_per_node, "NPROC_PER_NODE"),
                                      "nproc_per_node") or 1,
@@ -278,8 +299,6 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> RunConfig:
         run_mode=run_mode,
         eval_episodes=_positive_int(value(args.episodes, "EVAL_EPISODES"), "episodes")
         or DEFAULT_EVAL_EPISODES,
-        record_video=_true_or_false(value(args.video, "RECORD_VIDEO"), "RECORD_VIDEO",
-                                    default=False),
     )
 
 

@@ -50,6 +50,7 @@ class Requirement:
     package: str  # "mlflow"
     module: str  # import name, e.g. "azure.identity"
     azure_only: bool
+    video_only: bool = False  # "only: video": needed only with --video (training.video)
 
 
 def read_requirements(path: Path = REQUIREMENTS_FILE) -> list[Requirement]:
@@ -67,6 +68,7 @@ def read_requirements(path: Path = REQUIREMENTS_FILE) -> list[Requirement]:
                 package=package,
                 module=module_match.group(1) if module_match else package.replace("-", "_"),
                 azure_only=bool(re.search(r"only:\s*azure", comment)),
+                video_only=bool(re.search(r"only:\s*video", comment)),
             )
         )
     return requirements
@@ -97,7 +99,7 @@ def is_importable(module: str) -> bool:
 
 def ensure_dependencies(
     environ: Mapping[str, str], *, azure: bool, backend: str = "rsl_rl",
-    requirements: list[Requirement] | None = None,
+    requirements: list[Requirement] | None = None, video: bool = False,
 ) -> list[str]:
     """Install what is missing; return the pip specs installed (empty: nothing was needed).
 
@@ -113,7 +115,7 @@ def ensure_dependencies(
             "missing packages the image should ship (not installed by the launcher): "
             + " ".join(missing_from_image)
         )
-    wanted = [r for r in listed if azure or not r.azure_only]
+    wanted = [r for r in listed if (azure or not r.azure_only) and (video or not r.video_only)]
     missing = [r for r in wanted if not is_importable(r.module)]
     if not missing:
         return []

@@ -74,21 +74,55 @@ def run_checkpoint_mode(config: RunConfig, app: App, download_dir: Path) -> int:
             return export(config, backend, checkpoint, env_handle, device, tags, target)
         policy = backend.policy_from_checkpoint(checkpoint, env_handle, device=device)
         with evaluation_run(config, tags, target) as (client, run_id):
-            # VIDEO: the video engineer's training/video.py records the first episode here
-            # when config.record_video (RECORD_VIDEO / --video): wrap `episodes` so that it
-            # sees the frames of sub-env 0's first episode, and log the file to this run.
             episodes = backend.episode_env(env_handle)
             returns, lengths = run_episodes(episodes, policy.module, config.eval_episodes)
             stats = {**summary("return", returns), **summary("length", lengths),
                      "eval/episodes": float(len(returns))}
             _store(lambda: client.log_batch(run_id, metrics=_metrics(stats)),
                    f"cannot log the evaluation metrics of run {run_id}")
+            if config.video:
+                evaluation_video(config, policy, env_handle.kind, device, client, run_id)
         print(f"evaluated {config.checkpoint_uri} on {config.task}: {len(returns)} episodes, "
               f"return {_spread(stats, 'return', '.1f')}, length "
               f"{_spread(stats, 'length', '.0f')}; run {run_id}", flush=True)
         return 0
     finally:
         env_handle.close()
+
+
+def evaluation_video(config: RunConfig, policy: Any, env_kind: str, device: str,
+                     client: Any, run_id: str) -> None:
+    """--video: the evaluated policy on a render env of the task (training.video), as
+    ``videos/evaluation.mp4`` of the evaluation run and under the output directory. Nothing
+    renders here: one line, the evaluation stands."""
+    import sys
+
+    import torch
+
+    from training import video
+
+    if env_kind != "gymnasium":  # an Isaac Lab env records while it steps (training only)
+        print("video: evaluation videos are recorded for gymnasium tasks only; "
+              "train with --video for videos of an Isaac Lab task", file=sys.stderr, flush=True)
+        return
+    path = config.output_dir / "videos" / "evaluation.mp4"
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def act(obs: Any) -> Any:
+        with torch.inference_mode():
+            return policy.module(obs.to(device)).cpu()
+
+    try:
+        made = video.record_video(act, config.task, path, length=config.video_length,
+                                  seed=config.seed or 0)
+    except video.RenderUnavailable as error:
+        print(f"video: {error}; the evaluation stands without a video", file=sys.stderr,
+              flush=True)
+        return
+    _store(lambda: client.log_artifact(run_id, str(made.path), artifact_path="videos"),
+           f"cannot log the evaluation video of run {run_id}")
+    print(f"video: the evaluated policy: {made.path} (MLflow artifact "
+          f"runs:/{run_id}/videos/{made.path.name})", flush=True)
 
 
 def export(config: RunConfig, backend: Backend, checkpoint: Checkpoint, env_handle: Any,

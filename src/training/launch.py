@@ -130,7 +130,7 @@ def launch(argv: Sequence[str]) -> tuple[int, App]:
     download_dir = config.output_dir / "downloads" / uuid.uuid4().hex  # this launch's own
     try:
         installed = ensure_dependencies(os.environ, azure=config.uses_azure_ml,
-                                        backend=config.backend)
+                                        backend=config.backend, video=config.video)
         if installed:
             print(f"installed missing packages: {' '.join(installed)}", flush=True)
         for name, value in MLFLOW_HTTP_DEFAULTS.items():
@@ -161,6 +161,7 @@ def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> 
     from training.envs import make_env
     from training.session import finish_earlier_run, open_run
     from training.tracking import connect
+    from training.video import settings_for
 
     backend = load_backend(config.backend)
     rank = distributed.join(config, stop)  # one rank of several: only rank 0 talks to MLflow
@@ -176,7 +177,7 @@ def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> 
     device = config.device or _default_device()
     env_handle = make_env(config.task, backend=backend, num_envs=config.num_envs,
                           seed=config.seed, device=device, task_modules=config.task_modules,
-                          overrides=config.overrides)
+                          overrides=config.overrides, video=settings_for(config))
     try:
         max_iterations = config.max_iterations or env_handle.max_iterations
         if nothing_left_to_do(config, init, max_iterations):  # the task's default count

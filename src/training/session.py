@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training import azure, checkpoints, distributed, policy_export, tracking
+from training import azure, checkpoints, distributed, policy_export, tracking, video
 from training.backends.base import Checkpoint, TrainHooks, TrainResult
 from training.config import RunConfig
 from training.resume import ATTEMPTS_TAG, ResumePoint
@@ -68,6 +68,7 @@ class TrackedRun:
         self.succeeded = False
         self._metrics: tracking.MetricLogger | None = None
         self._uploader: checkpoints.CheckpointUploader | None = None
+        self._videos: video.NoVideos = video.NO_VIDEOS
         self._ended = False
 
     # --- start ---------------------------------------------------------------------------
@@ -103,6 +104,9 @@ class TrackedRun:
                 batch_size=azure.limits_for(self.target.uri).max_metrics_per_batch)
             self._uploader = checkpoints.CheckpointUploader(
                 self.client, self.run_id, ready=self._metrics_handled_before)
+            self._videos = video.training_videos(
+                config, self.env_handle, client=self.client, run_id=self.run_id,
+                log_dir=self.log_dir, device=self.device, max_iterations=self.max_iterations)
         except BaseException:
             self._close()
             raise
@@ -141,13 +145,15 @@ class TrackedRun:
     def train(self, init: Checkpoint | None) -> TrainResult:
         assert self._metrics is not None and self._uploader is not None
         metrics, progress = self._metrics, ProgressPrinter(self.max_iterations, self.backend)
+        videos = self._videos
 
         def on_iteration(iteration: int, values: dict[str, float]) -> None:
             metrics.log(iteration, values)
             progress.show(iteration, values)
+            videos.after_iteration(iteration)
 
         hooks = TrainHooks(on_iteration=on_iteration, on_checkpoint=self._uploader.submit,
-                           should_stop=self.stop.should_stop)
+                           should_stop=self.stop.should_stop, policy_ready=videos.policy_ready)
         print(f"run {self.run_id}: {self.config.task}, {self.settings['num_envs']} envs, "
               f"{self.config.backend}, {self.config.checkpoint_mode}, up to iteration "
               f"{self.max_iterations}, logs in {self.log_dir}", flush=True)
@@ -178,6 +184,7 @@ class TrackedRun:
             # pod, and a rescheduled attempt resumes from the last stored checkpoint.
             raise StoreFailure(f"the final checkpoint could not be stored ({first_line(error)}); "
                                f"it is kept at {final}", error) from error
+        self._videos.close(deadline)  # the last video, rendering since the last iteration
         self._report_metrics()
         print(f"training done at iteration {result.final_iteration}; {report.summary()}",
               flush=True)
@@ -242,6 +249,7 @@ class TrackedRun:
 
     def _close(self) -> None:
         """Close what is still open and end the run; called on every path."""
+        self._videos.abort()
         if self._uploader is not None:
             report = self._close_uploads(self.config.upload_timeout_s)  # keep what was saved
             if report.not_uploaded or report.in_flight:

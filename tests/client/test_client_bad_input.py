@@ -38,6 +38,11 @@ BAD_INPUTS = [
     ("evaluate-on-nodes", ["--evaluate", "-c", "runs:/abc/checkpoints/final", "--nodes", "2"],
      {}, 2, "--evaluate runs in one process on one node: drop --nodes"),
     ("nodes-over-the-limit", ["--nodes", "17"], {}, 2, "--nodes 17 is more than 16 tasks"),
+    ("video-interval-zero", ["--video-interval", "0"], {}, 2,
+     "--video-interval must be a positive integer"),
+    ("video-length-env", [], {"VIDEO_LENGTH": "long"}, 2,
+     "VIDEO_LENGTH (environment) must be a positive integer"),
+    ("video-env-word", [], {"VIDEO": "maybe"}, 2, "VIDEO (environment) must be 1 or 0"),
     ("memory-word", ["--memory", "lots"], {}, 2, "--memory must be a quantity"),
     ("relative-payload-root", ["-p", "payload"], {}, 2, "must be an absolute path"),
     # issue 18: /workspace/x/.. is /workspace, which the bootstrap would have emptied

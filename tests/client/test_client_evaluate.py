@@ -16,7 +16,7 @@ def test_evaluate_reaches_the_task_with_its_episodes(project, submit):
                     "--dry-run")
     assert result.code == 0, result.stderr
     env = env_of(result.stdout)
-    assert (env["RUN_MODE"], env["EVAL_EPISODES"], env["RECORD_VIDEO"]) == ("evaluate", "5", "0")
+    assert (env["RUN_MODE"], env["EVAL_EPISODES"], env["VIDEO"]) == ("evaluate", "5", "0")
     assert env["CHECKPOINT_URI"] == "runs:/abc/checkpoints/final"
     assert env["TASK"] == ""  # no -t: the container takes the checkpoint's task
 
@@ -26,7 +26,7 @@ def test_evaluate_keeps_a_task_given_and_passes_video(project, submit):
                     "--video", "--dry-run")
     assert result.code == 0, result.stderr
     env = env_of(result.stdout)
-    assert (env["TASK"], env["RECORD_VIDEO"], env["EVAL_EPISODES"]) == (
+    assert (env["TASK"], env["VIDEO"], env["EVAL_EPISODES"]) == (
         "HalfCheetah-v5", "1", "10")
 
 
@@ -34,7 +34,7 @@ def test_export_and_training_defaults(project, submit):
     exported = env_of(submit("--export", "-c", "models:/policy/3", "--dry-run").stdout)
     assert exported["RUN_MODE"] == "export"
     trained = env_of(submit("--dry-run").stdout)
-    assert (trained["RUN_MODE"], trained["RECORD_VIDEO"]) == ("train", "0")
+    assert (trained["RUN_MODE"], trained["VIDEO"]) == ("train", "0")
     assert trained["TASK"] == "Isaac-Velocity-Rough-Anymal-C-v0"
 
 

@@ -41,6 +41,9 @@ FLAG_CASES = [
     (["-b", "skrl"], "TRAINING_BACKEND", "skrl"),
     (["--backend", "rsl_rl"], "TRAINING_BACKEND", "rsl_rl"),
     (["--no-auto-resume"], "AUTO_RESUME", "false"),
+    (["--video"], "VIDEO", "1"),
+    (["--video-length", "50"], "VIDEO_LENGTH", "50"),
+    (["--video-interval", "25"], "VIDEO_INTERVAL", "25"),
 ]
 
 
@@ -67,6 +70,10 @@ ENV_CASES = [
     ("TRAINING_BACKEND", "skrl", "skrl"),
     ("AUTO_RESUME", "0", "false"),
     ("AUTO_RESUME", "Yes", "true"),
+    ("VIDEO", "true", "1"),
+    ("VIDEO", "off", "0"),
+    ("VIDEO_LENGTH", "120", "120"),
+    ("VIDEO_INTERVAL", "10", "10"),
 ]
 
 
@@ -98,6 +105,7 @@ def test_defaults_match_the_seed(project, submit):
     assert env["CHECKPOINT_MODE"] == "from-scratch"
     assert env["TRAINING_BACKEND"] == "rsl_rl"
     assert env["AUTO_RESUME"] == "true"
+    assert (env["VIDEO"], env["VIDEO_LENGTH"], env["VIDEO_INTERVAL"]) == ("0", "200", "100")
     assert env["NVIDIA_DRIVER_CAPABILITIES"] == "all"
     assert env["WORKFLOW_ID"] == "{{workflow_id}}"
     workflow = yaml.safe_load(spec_text)["workflow"]
@@ -238,6 +246,8 @@ def test_help_lists_every_flag(project, submit, capsys):
                  "--workflow", "--payload-root", "--sleep-after-unpack", "--backend", "--gpu",
                  "--cpu", "--memory", "--storage", "--source", "--payload-budget", "--local",
                  "--quiet", "--output", "--workflow-id", "--no-auto-resume", "--dry-run",
+                 "--video", "--video-length", "--video-interval", "VIDEO", "VIDEO_LENGTH",
+                 "VIDEO_INTERVAL",
                  "-t", "-n", "-m", "-i", "-c", "-M", "-r", "-s", "-w", "-p", "-b", "-q",
                  "TRAINING_BACKEND", "PAYLOAD_ROOT", "AUTO_RESUME"):
         assert flag in words, flag

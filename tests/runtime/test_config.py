@@ -65,6 +65,9 @@ def test_azure_workspace_needs_all_three_values() -> None:
         (["--backend", "sb3"], TEMPLATE_EMPTIES, "unknown backend 'sb3': expected one of "
                                                  "rsl_rl, skrl"),
         ([], TEMPLATE_EMPTIES | {"RUN_AZURE_SMOKE_TEST": "maybe"}, "must be 0 or 1"),
+        ([], TEMPLATE_EMPTIES | {"VIDEO": "maybe"}, "VIDEO must be true or false"),
+        (["--video-length", "0"], TEMPLATE_EMPTIES, "video_length must be at least 1"),
+        (["--video-interval", "x"], TEMPLATE_EMPTIES, "video_interval must be a whole number"),
     ],
 )
 def test_bad_values_are_one_clear_message(argv: list[str], env: dict[str, str],
@@ -81,3 +84,17 @@ def test_rank_flags_beat_the_contract_variables() -> None:
             config.master_port, config.world_size) == (4, 2, 1, "lead", 29500, 8)
     single = parse_config(["--task", "X"], {"NPROC_PER_NODE": "", "NNODES": ""})
     assert (single.world_size, single.master_addr) == (1, "127.0.0.1")
+def test_video_is_off_by_default_and_turns_the_cameras_on() -> None:
+    from training.app import launcher_kwargs
+
+    default = parse_config([], TEMPLATE_EMPTIES)
+    assert not default.video and not default.enable_cameras
+    assert (default.video_length, default.video_interval) == (200, 100)
+    flags = parse_config(["--video", "--video-length", "50", "--video_interval", "10"],
+                         TEMPLATE_EMPTIES)
+    assert (flags.video, flags.video_length, flags.video_interval) == (True, 50, 10)
+    # Isaac Lab's train scripts: "always enable cameras to record video"
+    assert flags.enable_cameras and launcher_kwargs("2.2", flags)["enable_cameras"] is True
+    template = parse_config([], TEMPLATE_EMPTIES | {"VIDEO": "1", "VIDEO_LENGTH": "",
+                                                    "VIDEO_INTERVAL": "7"})
+    assert (template.video, template.video_length, template.video_interval) == (True, 200, 7)

@@ -54,6 +54,19 @@ def test_azure_requirements_only_matter_with_a_workspace() -> None:
         ensure_dependencies({"SKIP_PIP_INSTALL": "1"}, azure=True, requirements=[azure_only])
 
 
+def test_video_requirements_only_matter_with_video() -> None:
+    by_package = {r.package: r for r in read_requirements()}
+    assert by_package["imageio-ffmpeg"].module == "imageio_ffmpeg"
+    assert by_package["PyOpenGL"].module == "OpenGL" and by_package["PyOpenGL"].video_only
+    video_only = Requirement("osmo-inline-absent", "osmo-inline-absent", "osmo_inline_absent",
+                             False, video_only=True)
+    assert ensure_dependencies({"SKIP_PIP_INSTALL": "1"}, azure=False,
+                               requirements=[video_only]) == []
+    with pytest.raises(MissingDependencyError, match="osmo-inline-absent"):
+        ensure_dependencies({"SKIP_PIP_INSTALL": "1"}, azure=False, video=True,
+                            requirements=[video_only])
+
+
 def _write_wheel(directory: Path, name: str, version: str) -> Path:
     """A minimal, valid pure-Python wheel (what `pip wheel` would produce for one module)."""
     files = {

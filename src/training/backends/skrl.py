@@ -411,6 +411,7 @@ def train(
     if hooks.should_stop():  # asked to stop before the first iteration: nothing new to save
         return TrainResult(start, start, init.path if init is not None else None, True)
     stopped = False
+    hooks.policy_ready(lambda: compat.mean_action_policy(training.agent))
     try:
         training.run(max_iterations=max_iterations, save_every=max(1, save_interval),
                      hooks=hooks)

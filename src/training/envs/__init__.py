@@ -32,12 +32,14 @@ import difflib
 import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from training.store import first_line as one_line  # the envs' and backends' name
 
 if TYPE_CHECKING:
     from training.backends.base import Backend
+    from training.video import VideoSettings
 
 EnvKind = Literal["gymnasium", "isaaclab"]
 SUGGESTED_GYM_TASKS = ("HalfCheetah-v5", "Ant-v5", "Hopper-v5", "InvertedPendulum-v5")
@@ -59,6 +61,8 @@ class EnvHandle:
     # The resolved cfgs as files for the run ("params/env.yaml": text, ...); empty: the launcher
     # writes params/agent.yaml from agent_cfg.
     cfg_files: dict[str, str] = field(default_factory=dict)
+    # Isaac Lab with --video: the folders the env's recorders write mp4 files into.
+    video_folders: tuple[Path, ...] = ()
 
     def close(self) -> None:
         self._close()
@@ -71,9 +75,12 @@ def isaaclab_installed() -> bool:
 def make_env(
     task: str, *, backend: Backend, num_envs: int, seed: int | None, device: str,
     task_modules: Sequence[str] = (), overrides: Mapping[str, Any] | None = None,
+    video: VideoSettings | None = None,
 ) -> EnvHandle:
     """``overrides``: ``agent.<path>`` / ``env.<path>`` -> value (training.overrides), applied
-    to the resolved cfgs before anything is trained; an unknown path is a TaskError."""
+    to the resolved cfgs before anything is trained; an unknown path is a TaskError.
+    ``video`` (--video): an Isaac Lab env is made to render and wrapped to record
+    (training.video); a gymnasium task's videos render apart from the training env."""
     overrides = dict(overrides or {})
     if num_envs < 1:
         raise TaskError(f"num_envs must be at least 1, got {num_envs}")
@@ -94,7 +101,7 @@ def make_env(
         from training.envs.isaaclab import make_isaaclab_env
 
         return make_isaaclab_env(task, backend=backend, num_envs=num_envs, seed=seed,
-                                 device=device, overrides=overrides)
+                                 device=device, overrides=overrides, video=video)
     if spec is not None or task.startswith("Isaac"):
         raise TaskError(
             f"{task} is an Isaac Lab task but isaaclab is not installed here: run it in an "

@@ -18,14 +18,17 @@ from training.envs import EnvHandle, TaskError, _suggestion
 
 if TYPE_CHECKING:
     from training.backends.base import Backend
+    from training.video import VideoSettings
 
 
 def make_isaaclab_env(
     task: str, *, backend: Backend, num_envs: int, seed: int | None, device: str,
-    overrides: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None, video: VideoSettings | None = None,
 ) -> EnvHandle:
     """``overrides``: ``env.*`` applied to the env cfg before the env is built, ``agent.*`` to
-    the agent cfg once seeded (training.overrides; an unknown path is a TaskError)."""
+    the agent cfg once seeded (training.overrides; an unknown path is a TaskError).
+    ``video``: the env records videos every ``video.interval`` iterations, as the release's
+    train scripts do with --video (``isaaclab_compat.make_task_env``)."""
     import gymnasium
     import isaaclab_tasks  # noqa: F401  (registers the Isaac-* tasks)
 
@@ -48,10 +51,20 @@ def make_isaaclab_env(
         agent_cfg = compat.adapt_rsl_rl_cfg(agent_cfg, backend.versions()["rsl_rl_version"])
     params = compat.params_texts(env_cfg, agent_cfg)
 
-    env = compat.single_agent(gymnasium.make(task, cfg=env_cfg))
+    every = video.interval * _steps_per_iteration(agent_cfg) if video is not None else 0
+    env, video_folders = compat.make_task_env(task, env_cfg, video, every_steps=every)
     handle = backend.wrap_isaaclab_env(env, agent_cfg, device=device)
     handle.cfg_files = params
+    handle.video_folders = video_folders
     return handle
+
+
+def _steps_per_iteration(agent_cfg: Any) -> int:
+    """Env steps in one learning iteration: skrl's dict cfg ``agent.rollouts``, rsl-rl's
+    configclass ``num_steps_per_env``."""
+    if isinstance(agent_cfg, dict):
+        return int(agent_cfg["agent"]["rollouts"])
+    return int(agent_cfg.num_steps_per_env)
 
 
 def _apply_seed_and_device(agent_cfg: Any, seed: int | None, device: str) -> int:

@@ -1,0 +1,107 @@
+"""What ``--video`` costs a training run: the same run with and without it, side by side.
+
+Each sample is ``python -m training.launch`` in a fresh process, exactly as the container runs
+it (same task, envs, iterations, seed), tracking into a real ``mlflow server`` on 127.0.0.1;
+the timed part is the whole process, start to exit, so the wait at the end for the final
+video and its upload count. The video side uses the default interval and length unless told
+otherwise (``--video-interval``, ``--video-length``). Runs alternate in pairs, the order
+flipping each pair (plain/video, video/plain, ...), so a machine that gets busier or quieter
+weighs on both sides alike; the result is the median of the per-pair ratios video/plain and
+their spread (min, max). Requirement (README): the median costs at most 5 %.
+
+    .venv/bin/python bench/video_cost.py [--pairs 3] [--iterations 300] [--num-envs 16]
+        [--task HalfCheetah-v5] [--backend rsl_rl|skrl] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from support.mlflow_server import MlflowServer  # noqa: E402
+
+REQUIREMENT = 1.05  # video/plain wall time, median over pairs
+
+
+def sample(video: bool, args: argparse.Namespace, server: MlflowServer, scratch: Path,
+           index: int) -> float:
+    """Wall seconds of one launcher process (exit 0 required)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), SKIP_PIP_INSTALL="1",
+               MLFLOW_TRACKING_URI=server.url, TRAINING_OUTPUT_DIR=str(scratch / f"out{index}"),
+               EXPERIMENT_NAME=f"video-cost-{'video' if video else 'plain'}")
+    for name in ("VIDEO", "VIDEO_LENGTH", "VIDEO_INTERVAL", "WORKFLOW_ID"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "training.launch", "--task", args.task, "--backend",
+               args.backend, "--num_envs", str(args.num_envs), "--max_iterations",
+               str(args.iterations), "--seed", "1", "--device", "cpu"]
+    if video:
+        command.append("--video")
+        if args.video_interval:
+            command += ["--video-interval", str(args.video_interval)]
+        if args.video_length:
+            command += ["--video-length", str(args.video_length)]
+    start = time.perf_counter()
+    result = subprocess.run(command, env=env, cwd=scratch, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{'video' if video else 'plain'} run failed ({result.returncode}):\n"
+                         + result.stderr[-2000:])
+    if video and "video: the trained policy: " not in result.stdout:
+        raise SystemExit("the video run recorded no final video:\n" + result.stdout[-2000:])
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--num-envs", type=int, default=16)
+    parser.add_argument("--task", default="HalfCheetah-v5")
+    parser.add_argument("--backend", default="rsl_rl")
+    parser.add_argument("--video-interval", type=int, default=0, help="0: the default")
+    parser.add_argument("--video-length", type=int, default=0, help="0: the default")
+    parser.add_argument("--json", type=Path, help="also write the samples and result here")
+    args = parser.parse_args()
+
+    pairs: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        server = MlflowServer(scratch / "mlflow").start()
+        try:
+            for index in range(args.pairs):
+                order = (False, True) if index % 2 == 0 else (True, False)
+                seconds = {video: sample(video, args, server, scratch, 2 * index + position)
+                           for position, video in enumerate(order)}
+                pair = {"plain_s": seconds[False], "video_s": seconds[True],
+                        "ratio": seconds[True] / seconds[False]}
+                pairs.append(pair)
+                print(f"pair {index + 1}/{args.pairs}: plain {pair['plain_s']:.1f} s, video "
+                      f"{pair['video_s']:.1f} s, ratio {pair['ratio']:.3f}", flush=True)
+        finally:
+            server.stop()
+    ratios = [pair["ratio"] for pair in pairs]
+    result = {"task": args.task, "backend": args.backend, "num_envs": args.num_envs,
+              "iterations": args.iterations, "video_interval": args.video_interval or "default",
+              "video_length": args.video_length or "default", "pairs": pairs,
+              "median_ratio": statistics.median(ratios), "min_ratio": min(ratios),
+              "max_ratio": max(ratios), "cpus": os.cpu_count()}
+    verdict = "within" if result["median_ratio"] <= REQUIREMENT else "ABOVE"
+    print(f"video/plain wall time: median {result['median_ratio']:.3f} (min "
+          f"{result['min_ratio']:.3f}, max {result['max_ratio']:.3f}) over {len(pairs)} pairs: "
+          f"{verdict} the {100 * (REQUIREMENT - 1):.0f} % budget")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

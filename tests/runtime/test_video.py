@@ -1,0 +1,196 @@
+"""Videos of a policy (training.video), all with a real renderer: MuJoCo through Mesa's software
+EGL (MUJOCO_GL unset: the module picks egl), encoded by imageio's ffmpeg and decoded back.
+
+- one video from a policy callable: an H.264 mp4 of the asked frame count and size, frames that
+  show a scene (not one colour) that moves;
+- the policy each backend version hands out (rsl-rl 2.3.3 / 3.0.1 / 5.5.1, skrl 1.4.3 / 2.1.1):
+  deterministic, and records;
+- ``--video`` in real training with either backend: ``videos/*.mp4`` in a real MLflow server,
+  and the closing line naming the final video's file and artifact URI;
+- no renderer (MUJOCO_GL=glfw without a display): one line saying what to install, training
+  finishes with exit 0;
+- Isaac Lab: 3.0's real registry through ``make_isaaclab_env`` (recorders in the env cfg only
+  with --video), 2.x's RecordVideo wrapping (only with --video) on a real rendering env.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from launcher_runs import launcher_env, run_id_from, run_launcher, train_args
+from mlflow import MlflowClient
+from support.isaaclab_releases import env_for_release
+from support.lib_versions import RSL_RL, SKRL
+from support.mlflow_server import MlflowServer
+
+from training.video import record_video
+
+HERE = Path(__file__).parent
+TASK = "InvertedPendulum-v5"
+
+
+def _assert_a_video(path: Path, frames: int, width: int, height: int) -> np.ndarray:
+    decoded = np.stack(list(iio.imiter(path)))
+    assert iio.immeta(path)["codec"] == "h264"
+    assert decoded.shape == (frames, height, width, 3)
+    assert decoded[0].std() > 5, "the first frame is one colour"
+    return decoded
+
+
+def test_record_video_writes_an_h264_mp4_of_the_policy(tmp_path: Path) -> None:
+    path = tmp_path / "videos" / "push.mp4"
+    video = record_video(lambda obs: torch.full((1, 1), 3.0), TASK, path, length=24,
+                         width=160, height=128)
+    assert (video.path, video.frames, video.width, video.height) == (path, 24, 160, 128)
+    decoded = _assert_a_video(path, 24, 160, 128)
+    moved = np.abs(decoded[-1].astype(int) - decoded[0].astype(int)).mean()
+    assert moved > 0.5, "pushed for 24 steps, the pendulum did not move"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["push.mp4"]  # no partial left
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("library", "version"), [
+    *((RSL_RL, v) for v in RSL_RL.versions), *((SKRL, v) for v in SKRL.versions)],
+    ids=lambda x: getattr(x, "package", x))
+def test_each_backend_version_hands_out_a_deterministic_policy(library, version: str,
+                                                               tmp_path: Path) -> None:
+    result = library.run_python(version, str(HERE / "video_policy_probe.py"), library.package,
+                                str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    scenario = json.loads((tmp_path / "scenario.json").read_text())
+    assert scenario["version"] == version
+    assert scenario["actions"] == [1, 1] and scenario["same"], scenario
+    _assert_a_video(Path(scenario["video"]), 12, 96, 64)
+
+
+def _video_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("video: ")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["rsl_rl", "skrl"])
+def test_training_with_video_logs_videos_to_mlflow(backend: str, mlflow_server: MlflowServer,
+                                                   tmp_path: Path) -> None:
+    env = launcher_env(mlflow_server.url, tmp_path / "out",
+                       EXPERIMENT_NAME=f"video-{uuid.uuid4().hex[:8]}")
+    result = run_launcher(env, *train_args(4, "--backend", backend, "--video",
+                                           "--video-interval", "2", "--video-length", "16",
+                                           num_envs=4), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    run_id = run_id_from(result.stdout)
+    client = MlflowClient(mlflow_server.url)
+    logged = {Path(f.path).name for f in client.list_artifacts(run_id, "videos")}
+    # After iterations 1, 2 (if 1 was done by then: one mid-run video at a time) and 4 (the
+    # last, always). A mid-run video renders at the lowest CPU priority: on a busy machine it
+    # may still be rendering when the run ends, which then says so instead of waiting.
+    assert "iteration_4.mp4" in logged
+    assert logged <= {"iteration_1.mp4", "iteration_2.mp4", "iteration_4.mp4"}
+    for name in {"iteration_1.mp4"} - logged:
+        assert f"video: {name} was not finished by the end of the run" in result.stdout
+    final = Path(client.download_artifacts(run_id, "videos/iteration_4.mp4", str(tmp_path)))
+    _assert_a_video(final, 16, 320, 240)
+    closing = _video_lines(result.stdout)[-1]
+    uri = f"runs:/{run_id}/videos/iteration_4.mp4"
+    assert closing.startswith("video: the trained policy: ") and uri in closing, closing
+    local = Path(closing.removeprefix("video: the trained policy: ").split(" (")[0])
+    assert local.read_bytes() == final.read_bytes()
+
+
+@pytest.mark.slow
+def test_without_a_renderer_one_line_and_training_goes_on(mlflow_server: MlflowServer,
+                                                          tmp_path: Path) -> None:
+    env = launcher_env(mlflow_server.url, tmp_path / "out",
+                       EXPERIMENT_NAME=f"no-gl-{uuid.uuid4().hex[:8]}", MUJOCO_GL="glfw")
+    env.pop("DISPLAY", None)  # GLFW needs a display: none here, as in a container
+    result = run_launcher(env, *train_args(3, "--video", "--video-length", "8", num_envs=4),
+                          cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    lines = _video_lines(result.stdout)
+    assert len(lines) == 1, result.stdout
+    assert lines[0].startswith(f"video: cannot render {TASK} here (MUJOCO_GL=glfw: ")
+    assert "pip install PyOpenGL" in lines[0] and "apt-get install libegl1" in lines[0]
+    assert lines[0].endswith("training goes on without videos")
+    assert "Traceback" not in result.stderr
+    run_id = run_id_from(result.stdout)
+    client = MlflowClient(mlflow_server.url)
+    assert client.list_artifacts(run_id, "videos") == []
+    assert {Path(f.path).name for f in client.list_artifacts(run_id, "checkpoints/final")} \
+        >= {"model_3.pt"}
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+# --- Isaac Lab ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_isaaclab_30_sets_the_envs_own_recorders_only_with_video() -> None:
+    result = subprocess.run([sys.executable, str(HERE / "isaaclab_video_probe.py"),
+                             "Isaac-Cartpole"], env=env_for_release("3.0", standin=False),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cases = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(cases) == 4
+    for case in cases:
+        assert case["make_kwargs"] == {}  # 3.0 upstream: gym.make(task, cfg=env_cfg)
+        if not case["video"]:
+            assert case["recorders"] == [] and case["folders"] == []
+            continue
+        every = 3 * case["steps_per_iteration"]  # --video-interval 3 iterations, in env steps
+        assert case["recorders"] == [{"source": "visualizer:kit", "output_dir": case["folder"],
+                                      "video_length": 50, "video_interval": every}], case
+        assert case["folders"] == [case["folder"]]
+
+
+@pytest.mark.slow
+def test_isaaclab_2x_wraps_with_record_video_only_with_video(
+        monkeypatch: pytest.MonkeyPatch, mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    """2.x's branch of make_task_env with what needs Isaac Sim stood in: the release (2.x's
+    isaaclab does not import without Kit), single_agent (isaaclab.envs imports omni), and
+    gymnasium.make, which makes a real MuJoCo env rendering with the render_mode it is given
+    (Isaac Lab's env renders its viewport the same way: render() -> an RGB array)."""
+    import gymnasium
+    from gymnasium.wrappers import RecordVideo
+
+    from training.envs import isaaclab_compat as compat
+    from training.video import FolderVideos, VideoSettings, _uploader
+
+    made: list[dict] = []
+    real_make = gymnasium.make
+
+    def make(task: str, cfg: object, **kwargs: object) -> gymnasium.Env:
+        made.append(kwargs)
+        return real_make(TASK, width=64, height=48, **kwargs)
+
+    monkeypatch.setattr(compat, "release", lambda: "2.2")
+    monkeypatch.setattr(compat, "single_agent", lambda env: env)
+    monkeypatch.setattr(gymnasium, "make", make)
+    monkeypatch.setenv("MUJOCO_GL", "egl")  # the stand-in env renders headless
+
+    plain, folders = compat.make_task_env("Isaac-Cartpole-v0", object(), None, every_steps=10)
+    assert made[-1] == {} and folders == () and not isinstance(plain, RecordVideo)
+    plain.close()
+
+    settings = VideoSettings(length=6, interval=1, folder=tmp_path / "videos")
+    env, folders = compat.make_task_env("Isaac-Cartpole-v0", object(), settings, every_steps=10)
+    assert made[-1] == {"render_mode": "rgb_array"} and folders == (settings.folder,)
+    assert isinstance(env, RecordVideo)
+    env.reset(seed=0)
+    for _ in range(20):  # steps 0..19: videos start at steps 0 and 10
+        env.step(env.action_space.sample())
+    client = MlflowClient(mlflow_server.url)
+    experiment = client.create_experiment(f"isaaclab-2x-{uuid.uuid4().hex[:8]}")
+    run_id = client.create_run(experiment).info.run_id
+    FolderVideos(folders, _uploader(client, run_id)).after_iteration(1)
+    env.close()
+    logged = sorted(Path(f.path).name for f in client.list_artifacts(run_id, "videos"))
+    assert logged == ["train-step-0.mp4", "train-step-10.mp4"]
+    for name in logged:  # upstream's RecordVideo stops once it holds more than video_length
+        _assert_a_video(settings.folder / name, 7, 64, 48)
