@@ -99,7 +99,8 @@ def run_trial(number: int, options: argparse.Namespace, rng: random.Random, proj
               env: dict[str, str], client: MlflowClient) -> Trial:
     workflow_id = f"chaos-{options.seed}-{number}"
     argv = [sys.executable, "-m", "osmo_inline", "--local", "--workflow-id", workflow_id,
-            "-t", options.task, "-n", str(options.num_envs), "-m", str(options.iterations),
+            "-t", options.task, "-b", "rsl_rl", "-n", str(options.num_envs),
+            "-m", str(options.iterations),
             "--", f"save_interval={options.save_interval}",
             f"experiment_name={options.experiment}"]
     kill_at = rng.randint(1, options.iterations - 1)

@@ -64,6 +64,7 @@ def main() -> int:
     training_args = ["--task", options.task, "--num_envs", options.num_envs,
                      "--max_iterations", options.max_iterations]
     local_argv = [str(Path(sys.executable).with_name("submit-training")), "--local", "-q",
+                  "-b", "rsl_rl",  # the same backend as the direct launcher's default
                   "--task", options.task, "--num-envs", options.num_envs,
                   "-m", options.max_iterations]
     direct_argv = [sys.executable, "-m", "training.launch", "--headless", *training_args]

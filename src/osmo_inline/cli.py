@@ -68,6 +68,10 @@ RUN_MODES = ("train", "evaluate", "export")
 # Template values the bootstrap reads as PAYLOAD_MAX_EXTRACTED_BYTES / PAYLOAD_MAX_MEMBERS.
 EXTRACTION_LIMITS = ("payload_max_extracted_bytes", "payload_max_members")
 BACKENDS = ("rsl_rl", "skrl")
+# The backend of a --local training run of one process when neither -b nor TRAINING_BACKEND
+# says: skrl reaches a mean return of +500 on HalfCheetah-v5 sooner on a CPU (bench/RESULTS.md,
+# "Time to learn"). Several ranks stay rsl_rl: skrl's own multi-process path needs CUDA GPUs.
+LOCAL_DEFAULT_BACKEND = "skrl"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 _KEY_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 _QUANTITY = re.compile(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?")
@@ -155,7 +159,8 @@ def build_parser() -> _Parser:
         help="extraction root in the container (default: /workspace/isaac_payload)")
     add("--sleep-after-unpack", metavar="SECONDS",
         help="after extraction, sleep this long and exit without training (inspection)")
-    add("-b", "--backend", metavar="NAME", help="rsl_rl (default) or skrl")
+    add("-b", "--backend", metavar="NAME", help="rsl_rl (default; with --local: skrl, "
+        "unless several ranks) or skrl")
     add("--enable-cameras", dest="enable_cameras", action="store_const", const="1",
         help="start Isaac Sim with camera rendering (tasks with camera sensors)")
     add("--video", dest="video", action="store_const", const="1",
@@ -361,6 +366,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
                        "nodes train together over NCCL (give --gpu 1 or more)")
     if nodes > 1 and run_mode != "train":
         raise BadInput(f"--{run_mode} runs in one process on one node: drop {where['nodes']}")
+    if where["backend"] == "default" and flags.local and run_mode == "train" \
+            and gpu * nodes <= 1:
+        value["backend"] = LOCAL_DEFAULT_BACKEND
     task_modules = _module_names(value["task_modules"], where["task_modules"])
     project_dir = find_project_dir(cwd)
 

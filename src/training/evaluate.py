@@ -56,11 +56,11 @@ def run_checkpoint_mode(config: RunConfig, app: App, download_dir: Path) -> int:
     from training.envs import make_env
     from training.tracking import connect
 
-    backend = load_backend(config.backend)
     target = connect(config)
     assert config.checkpoint_uri is not None  # parse_config guarantees it
-    checkpoint = backend.inspect_checkpoint(fetch_checkpoint(config.checkpoint_uri,
-                                                             download_dir))
+    path = fetch_checkpoint(config.checkpoint_uri, download_dir)
+    backend = load_backend(backend_that_reads(path, config.backend))
+    checkpoint = backend.inspect_checkpoint(path)
     source = source_of(config.checkpoint_uri, checkpoint)
     config = with_task(config, source.get("task"))
     device = config.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
@@ -88,6 +88,30 @@ def run_checkpoint_mode(config: RunConfig, app: App, download_dir: Path) -> int:
         return 0
     finally:
         env_handle.close()
+
+
+def backend_that_reads(path: Path, configured: str) -> str:
+    """The backend whose format the checkpoint is in (a checkpoint has exactly one that can
+    act with it, whatever TRAINING_BACKEND says), else ``configured``, whose inspection then
+    says what is wrong with the file."""
+    import sys
+
+    import torch
+
+    from training.backends import BACKENDS
+    from training.backends.base import backend_of_format, checkpoint_format_of
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # unreadable: the configured backend's inspection reports it (exit 7)
+        return configured
+    found = checkpoint_format_of(saved) if isinstance(saved, dict) else None
+    reader = backend_of_format(found) if found is not None else configured
+    if reader != configured and reader in BACKENDS:
+        print(f"{path.name} is a checkpoint of the {reader} backend: using {reader}",
+              file=sys.stderr, flush=True)
+        return reader
+    return configured
 
 
 def evaluation_video(config: RunConfig, policy: Any, env_kind: str, device: str,

@@ -342,3 +342,18 @@ def test_outside_any_project_the_error_says_what_to_do(tmp_path, submit, monkeyp
     assert result.code == 2
     assert "workflow template not found" in result.stderr
     assert not (tmp_path / ".tmp").exists()
+
+
+@pytest.mark.parametrize(("argv", "environ", "backend"), [
+    (["--local"], {}, "skrl"),  # a local run of one process: the faster learner on a CPU
+    ([], {}, "rsl_rl"),  # a cluster submission: Isaac Lab's most widely registered cfgs
+    (["--local", "-b", "rsl_rl"], {}, "rsl_rl"),  # a flag always wins
+    (["--local"], {"TRAINING_BACKEND": "rsl_rl"}, "rsl_rl"),  # and so does the variable
+    (["--local", "--gpu", "2"], {}, "rsl_rl"),  # several ranks: skrl's need CUDA GPUs
+    (["--local", "--evaluate", "-c", "runs:/abc/checkpoints/final"], {}, "rsl_rl"),
+])
+def test_the_local_default_backend_is_skrl_for_one_process(project, argv, environ, backend):
+    from osmo_inline.cli import parse_config
+
+    config = parse_config(["-t", "HalfCheetah-v5", *argv], environ, project)
+    assert config.backend == backend

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUBMIT = Path(sys.executable).with_name("submit-training")
-TASK = ["--task", "InvertedPendulum-v5", "--num-envs", "8"]
+TASK = ["--task", "InvertedPendulum-v5", "--num-envs", "8", "-b", "rsl_rl"]  # rsl-rl's names
 EXPERIMENT = "isaaclab-InvertedPendulum-v5"
 
 

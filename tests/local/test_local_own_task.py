@@ -30,7 +30,7 @@ def reward_steps(repo: Path, run_id: str) -> list[int]:
 
 def test_the_example_task_trains_and_resumes(tmp_path: Path) -> None:
     repo = copy_repo_layout(tmp_path / "repo")
-    first = submit_local(repo, "-t", TASK, "-n", "4", "-m", "4")
+    first = submit_local(repo, "-t", TASK, "-b", "rsl_rl", "-n", "4", "-m", "4")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert f"payload tasks: {TASK} (tasks/gantry_reach/__init__.py)" in first.stderr
     assert f"payload tasks registered: {TASK}" in first.stdout
@@ -41,7 +41,7 @@ def test_the_example_task_trains_and_resumes(tmp_path: Path) -> None:
     assert run.info.status == "FINISHED" and run.data.params["env_kind"] == "gymnasium"
     assert reward_steps(repo, run.info.run_id) == [0, 1, 2, 3]
 
-    second = submit_local(repo, "-t", TASK, "-n", "4", "-m", "6", "-M", "resume",
+    second = submit_local(repo, "-t", TASK, "-b", "rsl_rl", "-n", "4", "-m", "6", "-M", "resume",
                           "-c", f"runs:/{run.info.run_id}/checkpoints/final")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "it 6/6" in second.stdout and "it 1/" not in second.stdout

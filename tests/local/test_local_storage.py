@@ -17,7 +17,7 @@ from test_local_end_to_end import SUBMIT, copy_repo_layout
 from osmo_inline.errors import BadInput
 from osmo_inline.local import run_spec
 
-TINY = ["-t", "InvertedPendulum-v5", "-n", "4", "-m", "2"]
+TINY = ["-t", "InvertedPendulum-v5", "-n", "4", "-m", "2", "-b", "rsl_rl"]
 OVER_BUDGET = ["--payload-budget", "1000"]  # the real src/training is far bigger: storage
 
 

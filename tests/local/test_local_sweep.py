@@ -16,7 +16,7 @@ from test_local_end_to_end import copy_repo_layout, store_client
 pytestmark = pytest.mark.slow
 
 SUBMIT = Path(sys.executable).with_name("submit-training")
-TINY = ["-t", "InvertedPendulum-v5", "-n", "4", "-q"]
+TINY = ["-t", "InvertedPendulum-v5", "-n", "4", "-q", "-b", "rsl_rl"]  # rsl-rl's names
 
 
 def submit(repo: Path, *args: str) -> subprocess.CompletedProcess:
@@ -112,8 +112,8 @@ def test_ctrl_c_during_a_parallel_sweep_stops_every_running_task(tmp_path: Path)
     signum = signal.SIGINT
     repo = copy_repo_layout(tmp_path / "repo")
     process = subprocess.Popen(
-        [str(SUBMIT), "--local", "-t", "InvertedPendulum-v5", "-n", "4", "-m", "10000",
-         "-j", "2", "--sweep", "seed=1,2,3"],
+        [str(SUBMIT), "--local", "-t", "InvertedPendulum-v5", "-b", "rsl_rl", "-n", "4",
+         "-m", "10000", "-j", "2", "--sweep", "seed=1,2,3"],
         cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -150,6 +150,18 @@ def test_evaluation_beats_a_random_policy_and_is_logged(mlflow_server: MlflowSer
     assert second[0].rsplit("; run ", 1)[0] == summary[0].rsplit("; run ", 1)[0]
 
 
+def test_the_checkpoint_chooses_the_backend_that_acts_with_it(
+        mlflow_server: MlflowServer, trained, tmp_path: Path) -> None:
+    # An rsl-rl checkpoint evaluated where TRAINING_BACKEND says skrl (a local run's default):
+    # only rsl-rl can act with it, so the evaluation uses rsl-rl instead of exiting 7.
+    source = f"runs:/{trained['run_id']}/checkpoints/final"
+    result = _evaluate(mlflow_server, tmp_path, "--mode", "evaluate", "--checkpoint-uri",
+                       source, "--episodes", "2", "--num_envs", "2", "--backend", "skrl")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "is a checkpoint of the rsl_rl backend: using rsl_rl" in result.stderr
+    assert any(line.startswith("evaluated ") for line in result.stdout.splitlines())
+
+
 def test_export_mode_logs_the_policy_to_a_new_run(mlflow_server: MlflowServer, trained,
                                                   tmp_path: Path) -> None:
     client = _client(mlflow_server.url)
