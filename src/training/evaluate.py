@@ -25,6 +25,7 @@ import dataclasses
 import json
 import math
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,8 +95,6 @@ def backend_that_reads(path: Path, configured: str) -> str:
     """The backend whose format the checkpoint is in (a checkpoint has exactly one that can
     act with it, whatever TRAINING_BACKEND says), else ``configured``, whose inspection then
     says what is wrong with the file."""
-    import sys
-
     import torch
 
     from training.backends import BACKENDS
@@ -119,8 +118,6 @@ def evaluation_video(config: RunConfig, policy: Any, env_kind: str, device: str,
     """--video: the evaluated policy on a render env of the task (training.video), as
     ``videos/evaluation.mp4`` of the evaluation run and under the output directory. Nothing
     renders here: one line, the evaluation stands."""
-    import sys
-
     import torch
 
     from training import video
