@@ -82,6 +82,17 @@ class PeerLost(Exception):
 # --- the supervisor ----------------------------------------------------------------------------
 
 
+def keep_lines_whole(*streams: Any) -> None:
+    """One write per printed line on ``streams`` (default: stdout and stderr), flushed at each
+    newline. The ranks and their supervisor share the node's stdout; with PYTHONUNBUFFERED (our
+    local executor sets it, as many images do) Python writes a print's text and its newline in
+    two writes, and two ranks' lines came out spliced ("... iteration 4rank 1: ..."). A line
+    written at once (shorter than PIPE_BUF) reaches a pipe whole."""
+    for stream in streams or (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):  # not a text file
+            stream.reconfigure(line_buffering=True, write_through=False)
+
+
 def inside_torchrun(environ: Mapping[str, str]) -> bool:
     return "RANK" in environ or "LOCAL_RANK" in environ
 

@@ -108,6 +108,7 @@ def fail(code: int, message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    distributed.keep_lines_whole()  # several ranks print to one stdout
     code, app = launch(sys.argv[1:] if argv is None else argv)
     distributed.leave(code)  # a rank of several: report the code, wait for rank 0 after a stop
     # last: with an Isaac Sim app it ends the process with `code`; so does a rank

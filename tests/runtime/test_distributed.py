@@ -5,6 +5,7 @@ on 127.0.0.1; every rendezvous on a free loopback port."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -29,7 +30,7 @@ from support.mlflow_server import MlflowServer, free_port
 from support.rslrl_versions import VENV_VERSION
 from support.streamed import StreamedProcess, wait_until
 
-from training.distributed import node_exit_code
+from training.distributed import keep_lines_whole, node_exit_code
 
 GRACE_S = 20.0
 RANK_LINE = re.compile(r"^rank (\d+) of (\d+) \(local rank \d+, pid (\d+)\)")
@@ -43,6 +44,7 @@ def _env(server: MlflowServer, tmp_path: Path, workflow: str, version: str = VEN
          **extra: str) -> dict[str, str]:
     return launcher_env(server.url, tmp_path / "out", version, WORKFLOW_ID=workflow,
                         EXPERIMENT_NAME=f"ranks-{workflow}", STOP_GRACE_S=str(GRACE_S),
+                        PYTHONUNBUFFERED="1",  # as in our local executor and many images
                         **extra)
 
 
@@ -57,6 +59,32 @@ def _rank_pids(launcher: StreamedProcess) -> dict[int, int]:
 
 def _checkpoint_files(root: Path) -> list[Path]:
     return sorted(root.rglob("model_*.pt"))
+
+
+class _Writes(io.RawIOBase):
+    """A file that records each write it is given."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+def test_a_printed_line_is_one_write_even_unbuffered() -> None:
+    """Two ranks print to one pipe: a line written in two pieces (text, then newline: what
+    PYTHONUNBUFFERED gives) came out spliced with the other rank's line."""
+    raw = _Writes()
+    stdout = io.TextIOWrapper(raw, write_through=True)  # sys.stdout under PYTHONUNBUFFERED
+    keep_lines_whole(stdout)
+    print("rank 1: starting from model_4.pt, iteration 4", file=stdout)
+    print("rank 1: parameters sha256 7519e54d54e21387 at iteration 6", file=stdout)
+    assert raw.writes == [b"rank 1: starting from model_4.pt, iteration 4\n",
+                          b"rank 1: parameters sha256 7519e54d54e21387 at iteration 6\n"]
 
 
 @pytest.mark.slow
