@@ -28,7 +28,9 @@ for the launcher the training thread's time spent inside our hooks. Figures:
 - per iteration, from two run lengths: the slope of process CPU (and of the training thread's
   CPU in the loop) over iterations, launcher minus bare, per round of alternated samples;
 - fixed: wall time outside the training loop, launcher minus bare (run creation, params, cfg
-  artifacts, final upload, ending the run), with the launcher's own phases;
+  artifacts, final upload, ending the run, and the policy export), with the launcher's own
+  phases; the same without the policy export (timed on its own: a feature of its own, not a
+  cost of tracking);
 - where the background CPU goes: each of the launcher's other threads (per-thread CPU clocks).
 
 Each round runs every side at every length, in an order rotated from round to round. Reported:
@@ -152,7 +154,7 @@ def run_sample(side: str, backend_name: str, args: argparse.Namespace, iteration
                extra: int) -> dict[str, Any]:
     import torch
 
-    from training import envs, launch, session
+    from training import envs, launch, policy_export, session
     from training.backends import load_backend
 
     backend = load_backend(backend_name)
@@ -190,6 +192,8 @@ def run_sample(side: str, backend_name: str, args: argparse.Namespace, iteration
         for method, label in phases.items():
             setattr(session.TrackedRun, method, timed_phase(
                 getattr(session.TrackedRun, method), sample, label))
+        # The policy export (inside finish): a feature of its own, timed apart from tracking.
+        policy_export.export_final = timed_phase(policy_export.export_final, sample, "export")
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
             code = launch.main(["--task", args.task, "--backend", backend_name,
                                 "--num_envs", str(args.num_envs), "--max_iterations",
@@ -214,10 +218,10 @@ def run_sample(side: str, backend_name: str, args: argparse.Namespace, iteration
 
 
 def timed_phase(method: Callable[..., Any], sample: Sample, label: str) -> Callable[..., Any]:
-    def timed(self: Any, *args: Any) -> Any:
+    def timed(*args: Any, **kwargs: Any) -> Any:
         sample.mark(f"{label}_start")
         try:
-            return method(self, *args)
+            return method(*args, **kwargs)
         finally:
             sample.mark(f"{label}_end")
 
@@ -301,9 +305,10 @@ def spans(data: dict[str, Any]) -> dict[str, float]:
                "loop_cpu": loop_cpu, "loop_thread": loop_thread,
                "loop_background": loop_cpu - loop_thread, "outside_wall": wall - loop_wall,
                "hook_cpu": data["hook_cpu"]}
-    for phase in ("enter", "finish", "exit"):
+    for phase in ("enter", "finish", "exit", "export"):
         if f"{phase}_start" in marks:
             figures[f"{phase}_wall"] = delta(f"{phase}_start", f"{phase}_end", 0)
+            figures[f"{phase}_cpu"] = delta(f"{phase}_start", f"{phase}_end", 1)
     return figures
 
 
@@ -332,7 +337,8 @@ def per_round(samples: list[dict[str, Any]], baseline: str, lengths: tuple[int, 
                     if s["side"] == side and s["length"] == length and s["round"] == round_)
 
     out: dict[str, list[float]] = {key: [] for key in (
-        "iteration_ms", "cpu_ms", "cpu_pct", "thread_ms", "thread_pct", "fixed_s", "fixed_cpu_s")}
+        "iteration_ms", "cpu_ms", "cpu_pct", "thread_ms", "thread_pct", "fixed_s", "fixed_cpu_s",
+        "tracking_s", "tracking_cpu_s")}
     for round_ in sorted({s["round"] for s in samples}):
         ours = [pick("launcher", n, round_) for n in lengths]
         base = [pick(baseline, n, round_) for n in lengths]
@@ -349,6 +355,8 @@ def per_round(samples: list[dict[str, Any]], baseline: str, lengths: tuple[int, 
             out["fixed_s"].append(ours[n]["outside_wall"] - base[n]["outside_wall"])
             out["fixed_cpu_s"].append((ours[n]["cpu"] - ours[n]["loop_cpu"])
                                       - (base[n]["cpu"] - base[n]["loop_cpu"]))
+            out["tracking_s"].append(out["fixed_s"][-1] - ours[n].get("export_wall", 0.0))
+            out["tracking_cpu_s"].append(out["fixed_cpu_s"][-1] - ours[n].get("export_cpu", 0.0))
     return out
 
 
@@ -389,9 +397,11 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "background threads, ms per iteration | direct, % of an iteration | slope of process "
         "CPU, ms per iteration | same, % | slope of training-thread CPU, % |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    fixed = ["| backend | metric names | baseline | fixed wall | fixed CPU |",
-             "|---|---:|---|---:|---:|"]
-    phases = ["| backend | metric names | start | finish | exit |", "|---|---:|---:|---:|---:|"]
+    fixed = ["| backend | metric names | baseline | fixed wall, all | fixed CPU, all | "
+             "tracking: fixed wall without the export | tracking: fixed CPU without it |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    phases = ["| backend | metric names | start | finish, tracking | finish, policy export "
+              "(wall) | policy export (CPU) | exit |", "|---|---:|---:|---:|---:|---:|---:|"]
     names = ("mlflow-metrics", "checkpoint-uploads", "SystemMetricsMonitor", "progress-lines")
     threads = ["| backend | metric names | " + " | ".join(names) + " | others |",
                "|---|---:|" + "---:|" * (len(names) + 1)]
@@ -411,11 +421,18 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                     f"| {fmt(slopes['cpu_pct'], digits=1, unit=' %')} "
                     f"| {fmt(slopes['thread_pct'], digits=1, unit=' %')} |")
                 fixed.append(f"| {backend} | {count} | {baseline} | "
-                             f"**{fmt(slopes['fixed_s'], unit=' s')}** | "
-                             f"{fmt(slopes['fixed_cpu_s'], unit=' s')} |")
+                             f"{fmt(slopes['fixed_s'], unit=' s')} | "
+                             f"{fmt(slopes['fixed_cpu_s'], unit=' s')} | "
+                             f"**{fmt(slopes['tracking_s'], unit=' s')}** | "
+                             f"{fmt(slopes['tracking_cpu_s'], unit=' s')} |")
+            figures = [spans(o) for o in ours]
             phases.append(f"| {backend} | {count} | " + " | ".join(
-                fmt([spans(o)[f"{phase}_wall"] for o in ours], unit=" s")
-                for phase in ("enter", "finish", "exit")) + " |")
+                fmt(values, unit=" s") for values in (
+                    [f["enter_wall"] for f in figures],
+                    [f["finish_wall"] - f.get("export_wall", 0.0) for f in figures],
+                    [f.get("export_wall", 0.0) for f in figures],
+                    [f.get("export_cpu", 0.0) for f in figures],
+                    [f["exit_wall"] for f in figures])) + " |")
             shares = thread_shares(samples)
             others = [sum(values) for values in zip(*(v for k, v in shares.items()
                                                       if k not in names), strict=True)]
@@ -429,9 +446,11 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"load average {args.load[0]:.1f} at the start, {args.load[1]:.1f} at the end.",
         "", "Per iteration, launcher over the bare library:", "", *per_iteration,
         "", "Fixed per run (outside the training loop), launcher over the bare library:", "",
-        *fixed, "", "The launcher's phases (wall): start = experiment, run, params, cfg files, "
-        "senders; finish = pending uploads, metrics, final checkpoint, resume tag; exit = "
-        "close the senders, end the run:", "", *phases,
+        *fixed, "", "The launcher's phases (wall unless said): start = experiment, run, params, "
+        "cfg files, senders; finish, tracking = pending uploads, metrics, final checkpoint, "
+        "resume tag; finish, policy export = TorchScript, ONNX, their checks, the MLflow model, "
+        "their upload (training.policy_export); exit = close the senders, end the run:", "",
+        *phases,
         "", "The launcher's other threads during the loop, ms of CPU per iteration:", "",
         *threads])
 

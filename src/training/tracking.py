@@ -11,7 +11,9 @@ Tracking URI, in this order:
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -41,6 +43,13 @@ FLUSH_INTERVAL_S = 5.0
 # The first wait before sending again to a store that did not answer (then doubling to 30 s).
 RETRY_FIRST_S = 1.0
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
+# What MLflow's Databricks request-header provider tries to import on every request, to learn
+# whether it runs in a Databricks notebook, job or cluster (mlflow/utils/databricks_utils.py:
+# `from dbruntime.databricks_repl_context import get_context`, IPython, pyspark): 11 failed
+# imports a request, each a search of every sys.path folder (Python does not remember a failed
+# import), 1.1 ms of CPU a request with this venv's 6 folders, more in an image whose sys.path
+# lists many extension folders.
+_DATABRICKS_PROBES = ("dbruntime", "IPython", "pyspark")
 
 
 class TrackingError(Exception):
@@ -88,9 +97,19 @@ def connect(config: RunConfig) -> TrackingTarget:
 
 
 def use_tracking_target(target: TrackingTarget) -> None:
+    skip_databricks_probes()
     mlflow.set_tracking_uri(target.uri)
     # Azure ML serves its model registry at the tracking URI; so does a plain MLflow store.
     mlflow.set_registry_uri(target.uri)
+
+
+def skip_databricks_probes() -> None:
+    """Modules of _DATABRICKS_PROBES that are not installed fail to import at once: a None in
+    sys.modules is Python's own "not importable" mark, no search. Installed ones are left as
+    they are; this process never runs inside Databricks."""
+    for name in _DATABRICKS_PROBES:
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            sys.modules[name] = None  # type: ignore[assignment]
 
 
 def experiment_id_for(name: str, target: TrackingTarget) -> str:

@@ -4,6 +4,8 @@ a real sqlite store and a real `mlflow server`."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -158,3 +160,38 @@ def test_a_full_buffer_counts_what_it_loses_and_says_why(mlflow_server: MlflowSe
         assert logger.close(within(30)) == 4  # the 8 that fit reach the store once it answers
         assert logger.stored == 8
         assert logger.handled_through == 3  # lost values are accounted for, not waited on
+
+
+_HEADER_PROBES = """
+import importlib.abc, sys
+sys.path.insert(0, sys.argv[1])
+searched = []
+
+class Spy(importlib.abc.MetaPathFinder):  # sees every module Python searches for
+    def find_spec(self, name, path=None, target=None):
+        searched.append(name)
+        return None
+
+from mlflow.tracking.request_header.registry import resolve_request_headers
+from training.tracking import TrackingTarget, use_tracking_target
+use_tracking_target(TrackingTarget(uri="http://127.0.0.1:9", source="test"))
+sys.meta_path.insert(0, Spy())
+for _ in range(3):
+    resolve_request_headers()  # what MLflow does before every request
+import IPython
+print(sorted(set(searched)), IPython.installed)
+"""
+
+
+def test_requests_to_the_store_search_for_no_databricks_module(tmp_path: Path) -> None:
+    """MLflow asks on every request whether it runs in Databricks, by importing modules that
+    are not there (11 failed imports, each a search of every sys.path folder). Once the
+    launcher has pointed MLflow at its store, none is searched for; a probed module that is
+    installed (here a stand-in IPython) still imports."""
+    package = tmp_path / "IPython"
+    package.mkdir()
+    (package / "__init__.py").write_text("installed = True\ndef get_ipython():\n    return None\n")
+    result = subprocess.run([sys.executable, "-c", _HEADER_PROBES, str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[0] == "['IPython'] True", result.stdout
