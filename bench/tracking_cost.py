@@ -38,6 +38,8 @@ median and min-max over rounds (over samples for the direct figures).
 
     .venv/bin/python bench/tracking_cost.py   # both backends, both loads: ~8 min when quiet
     .venv/bin/python bench/tracking_cost.py --backends skrl --rounds 2 --lengths 5,15
+    .venv/bin/python bench/tracking_cost.py --backends skrl --extra-metrics 0 \
+        --baselines bare-logger --lengths 15,900     # whole runs of ~3 minutes
 """
 
 from __future__ import annotations
@@ -338,7 +340,7 @@ def per_round(samples: list[dict[str, Any]], baseline: str, lengths: tuple[int, 
 
     out: dict[str, list[float]] = {key: [] for key in (
         "iteration_ms", "cpu_ms", "cpu_pct", "thread_ms", "thread_pct", "fixed_s", "fixed_cpu_s",
-        "tracking_s", "tracking_cpu_s")}
+        "tracking_s", "tracking_cpu_s", "run_cpu_pct", "run_wall_pct", "run_s")}
     for round_ in sorted({s["round"] for s in samples}):
         ours = [pick("launcher", n, round_) for n in lengths]
         base = [pick(baseline, n, round_) for n in lengths]
@@ -351,6 +353,10 @@ def per_round(samples: list[dict[str, Any]], baseline: str, lengths: tuple[int, 
             out[f"{name}_ms"].append(1000 * (ours_slope - base_slope))
             out[f"{name}_pct"].append(100 * (ours_slope / base_slope - 1))
         out["iteration_ms"].append(1000 * slope(base, "cpu"))
+        # The whole longer run (the timed part: env, training, the launcher's start and end).
+        out["run_cpu_pct"].append(100 * (ours[1]["cpu"] / base[1]["cpu"] - 1))
+        out["run_wall_pct"].append(100 * (ours[1]["wall"] / base[1]["wall"] - 1))
+        out["run_s"].append(base[1]["wall"])
         for n in range(2):
             out["fixed_s"].append(ours[n]["outside_wall"] - base[n]["outside_wall"])
             out["fixed_cpu_s"].append((ours[n]["cpu"] - ours[n]["loop_cpu"])
@@ -400,6 +406,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     fixed = ["| backend | metric names | baseline | fixed wall, all | fixed CPU, all | "
              "tracking: fixed wall without the export | tracking: fixed CPU without it |",
              "|---|---:|---|---:|---:|---:|---:|"]
+    whole = [f"| backend | metric names | baseline | baseline run ({long} iterations), wall | "
+             "launcher over it, CPU | launcher over it, wall |", "|---|---:|---|---:|---:|---:|"]
     phases = ["| backend | metric names | start | finish, tracking | finish, policy export "
               "(wall) | policy export (CPU) | exit |", "|---|---:|---:|---:|---:|---:|---:|"]
     names = ("mlflow-metrics", "checkpoint-uploads", "SystemMetricsMonitor", "progress-lines")
@@ -410,7 +418,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             samples = [r for r in results if r["backend"] == backend and r["extra"] == extra]
             ours = of_side(samples, "launcher")
             count = f"{statistics.median(s['metric_names'] for s in ours):.0f}"
-            for baseline in SIDES[1:]:
+            for baseline in args.baselines:
                 slopes = per_round(samples, baseline, (short, long))
                 mine = direct(samples, baseline)
                 per_iteration.append(
@@ -425,6 +433,10 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                              f"{fmt(slopes['fixed_cpu_s'], unit=' s')} | "
                              f"**{fmt(slopes['tracking_s'], unit=' s')}** | "
                              f"{fmt(slopes['tracking_cpu_s'], unit=' s')} |")
+                whole.append(f"| {backend} | {count} | {baseline} | "
+                             f"{fmt(slopes['run_s'], digits=1, unit=' s')} | "
+                             f"**{fmt(slopes['run_cpu_pct'], unit=' %')}** | "
+                             f"{fmt(slopes['run_wall_pct'], unit=' %')} |")
             figures = [spans(o) for o in ours]
             phases.append(f"| {backend} | {count} | " + " | ".join(
                 fmt(values, unit=" s") for values in (
@@ -446,7 +458,10 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"load average {args.load[0]:.1f} at the start, {args.load[1]:.1f} at the end.",
         "", "Per iteration, launcher over the bare library:", "", *per_iteration,
         "", "Fixed per run (outside the training loop), launcher over the bare library:", "",
-        *fixed, "", "The launcher's phases (wall unless said): start = experiment, run, params, "
+        *fixed, "", f"Whole runs of {long} iterations (everything the sample times: env, "
+        "training and the launcher's start and end, policy export included), launcher over "
+        "the bare library, per round:", "", *whole, "",
+        "The launcher's phases (wall unless said): start = experiment, run, params, "
         "cfg files, senders; finish, tracking = pending uploads, metrics, final checkpoint, "
         "resume tag; finish, policy export = TorchScript, ONNX, their checks, the MLflow model, "
         "their upload (training.policy_export); exit = close the senders, end the run:", "",
@@ -466,10 +481,14 @@ def main() -> None:
     parser.add_argument("--task", default="HalfCheetah-v5")
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--save-interval", type=int, default=10)
+    parser.add_argument("--baselines", default=",".join(SIDES[1:]),
+                        type=lambda v: v.split(","), help="bare-logger, bare-off or both")
     parser.add_argument("--json", type=Path, help="also write every sample here")
     args = parser.parse_args()
     if len(args.lengths) != 2 or args.lengths[0] >= args.lengths[1]:
         parser.error("--lengths takes two run lengths, the shorter first (e.g. 15,45)")
+    if not args.baselines or not set(args.baselines) <= set(SIDES[1:]):
+        parser.error(f"--baselines takes {' and/or '.join(SIDES[1:])}")
 
     from support.mlflow_server import MlflowServer
 
@@ -509,12 +528,13 @@ def main() -> None:
 
 
 def collect(args: argparse.Namespace, url: str) -> Iterator[dict[str, Any]]:
-    total = args.rounds * len(args.backends) * len(args.extra_metrics) * 2 * len(SIDES)
+    sides = ("launcher", *args.baselines)
+    total = args.rounds * len(args.backends) * len(args.extra_metrics) * 2 * len(sides)
     done, started = 0, time.monotonic()
     for round_ in range(args.rounds):
         for backend in args.backends:
             for extra in args.extra_metrics:
-                order = [(length, side) for length in args.lengths for side in SIDES]
+                order = [(length, side) for length in args.lengths for side in sides]
                 shift = round_ % len(order)
                 for length, side in order[shift:] + order[:shift]:
                     data = forked(run_sample, side, backend, args, length, extra)

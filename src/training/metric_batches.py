@@ -11,7 +11,7 @@ settings, session, retries, headers and error types as the client's), with a bod
 ``json.dumps``. ``MlflowClient.log_batch`` would
 build the same request at about 50 us of CPU per value (a new ``Metric`` per value, the active
 LoggedModel looked up per value, a protobuf message, ``MessageToDict``, then an indented dump
-by the pure-Python JSON encoder); this path costs about 1 us per value, so 60 metrics an
+by the pure-Python JSON encoder); this path costs a few us per value, so 60 metrics an
 iteration stay far below 1 % of an iteration (bench/tracking_cost.py). Every other store (the
 local sqlite store, Azure ML's and Databricks' REST stores, which subclass MLflow's and may
 change the request) goes through ``MlflowClient.log_batch`` as before.

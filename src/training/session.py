@@ -362,6 +362,9 @@ def finish_earlier_run(config: RunConfig, backend: Backend, resumed: ResumePoint
                   f"stored {final.path.name} there", flush=True)
         run = client.get_run(run_id)
         announce_resume_uri(client, run_id)
+        if policy_export.EXPORT_TAG not in run.data.tags:  # it ended before its export
+            print(f"the earlier attempt ended before exporting the policy: export it with "
+                  f"submit-training --export -c {checkpoints.resume_uri(run_id)}", flush=True)
         status = "FINISHED"
         try:
             if config.register_checkpoint and REGISTERED_TAG not in run.data.tags:
@@ -439,13 +442,9 @@ class ProgressPrinter:
     The ETA comes from the wall time of the iterations seen so far in this process.
 
     show() runs on the training thread and only queues the line; a thread of its own writes
-    it, so a slow or full stdout pipe (a log collector that lags) never holds training up. The
-    writer wakes once every WRITE_INTERVAL_S and writes what is queued at once: a wake-up per
-    iteration cost 0.12 ms of CPU a line here (bench/tracking_cost.py), 1 % of a short
-    iteration on its own."""
+    it, so a slow or full stdout pipe (a log collector that lags) never holds training up."""
 
     CLOSE_TIMEOUT_S = 5.0  # how long close() waits for queued lines to be written
-    WRITE_INTERVAL_S = 1.0  # a line waits at most this long before it is written
 
     def __init__(self, max_iterations: int, backend: Backend) -> None:
         self._max_iterations = max_iterations
@@ -453,8 +452,7 @@ class ProgressPrinter:
         self._first: tuple[int, float] | None = None
         # skrl reports the reward only in iterations where episodes ended: show the last one.
         self._last_reward: float | None = None
-        self._lines: queue.SimpleQueue[str] = queue.SimpleQueue()
-        self._closing = threading.Event()
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write, name="progress-lines", daemon=True)
         self._writer.start()
 
@@ -479,18 +477,10 @@ class ProgressPrinter:
 
     def close(self) -> None:
         """Write what is queued (waiting at most CLOSE_TIMEOUT_S) and stop the writer."""
-        self._closing.set()
+        self._lines.put(None)
         self._writer.join(self.CLOSE_TIMEOUT_S)
 
     def _write(self) -> None:
-        while True:
-            closing = self._closing.wait(self.WRITE_INTERVAL_S)
-            lines = []
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    lines.append(self._lines.get_nowait())
-            if lines:
-                with contextlib.suppress(ValueError, OSError):  # stdout closed under us
-                    print("\n".join(lines), flush=True)
-            if closing:
-                return
+        while (line := self._lines.get()) is not None:
+            with contextlib.suppress(ValueError, OSError):  # stdout closed under us
+                print(line, flush=True)

@@ -117,7 +117,8 @@ def test_rerun_of_a_finished_attempt_completes_its_run_without_training(
     mlflow_server: MlflowServer, tmp_path: Path
 ) -> None:
     """The earlier process trained to the end but died before storing checkpoints/final,
-    registering it and ending the run: the rerun does all three, without training."""
+    registering it, exporting the policy and ending the run: the rerun does three of them,
+    without training, and says how to export the policy."""
     client = _client(mlflow_server)
     env = _workflow_env(mlflow_server, tmp_path)
     first = run_launcher(env, *train_args(2), cwd=tmp_path)
@@ -125,6 +126,7 @@ def test_rerun_of_a_finished_attempt_completes_its_run_without_training(
     run_id = run_id_from(first.stdout)
     get_artifact_repository(client.get_run(run_id).info.artifact_uri).delete_artifacts(
         "checkpoints/final")
+    client.delete_tag(run_id, "policy_export")
     client.update_run(run_id, status="RUNNING")
 
     model = f"policy-{env['WORKFLOW_ID']}"
@@ -133,6 +135,9 @@ def test_rerun_of_a_finished_attempt_completes_its_run_without_training(
     assert "nothing to do: the checkpoint is already at iteration 2 of 2" in rerun.stdout
     assert "it 1/" not in rerun.stdout
     assert f"as model {model!r} version 1" in rerun.stdout
+    # It died before its policy export too: the rerun says how to export it.
+    assert (f"the earlier attempt ended before exporting the policy: export it with "
+            f"submit-training --export -c runs:/{run_id}/checkpoints/final") in rerun.stdout
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["attempts"] == "2"
     assert run.data.tags["registered_model"] == f"{model}/1"
