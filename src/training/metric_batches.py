@@ -8,11 +8,11 @@ Against a plain MLflow server (``http(s)://``, MLflow's own ``RestStore``) the s
 ``/api/2.0/mlflow/runs/log-batch`` request itself, as the store's own endpoint call does
 (``RestStore._call_endpoint`` -> ``rest_utils.call_endpoint``: the same host, credentials, TLS
 settings, session, retries, headers and error types as the client's), with a body made once by
-``json.dumps``. ``MlflowClient.log_batch`` would
-build the same request at about 50 us of CPU per value (a new ``Metric`` per value, the active
-LoggedModel looked up per value, a protobuf message, ``MessageToDict``, then an indented dump
-by the pure-Python JSON encoder); this path costs a few us per value, so 60 metrics an
-iteration stay far below 1 % of an iteration (bench/tracking_cost.py). Every other store (the
+``json.dumps``. ``MlflowClient.log_batch`` would build the same request at about 50 us of CPU
+per value (a new ``Metric`` per value, the active LoggedModel looked up per value, a protobuf
+message, ``MessageToDict``, then an indented dump by the pure-Python JSON encoder); this path
+costs a few us per value, so 60 metrics an iteration stay far below 1 % of an iteration
+(bench/tracking_cost.py). Every other store (the
 local sqlite store, Azure ML's and Databricks' REST stores, which subclass MLflow's and may
 change the request) goes through ``MlflowClient.log_batch`` as before.
 """
