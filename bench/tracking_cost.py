@@ -36,10 +36,10 @@ for the launcher the training thread's time spent inside our hooks. Figures:
 Each round runs every side at every length, in an order rotated from round to round. Reported:
 median and min-max over rounds (over samples for the direct figures).
 
-    .venv/bin/python bench/tracking_cost.py   # both backends, both loads: ~8 min when quiet
+    .venv/bin/python bench/tracking_cost.py   # both backends, both loads: ~11 min when quiet
     .venv/bin/python bench/tracking_cost.py --backends skrl --rounds 2 --lengths 5,15
     .venv/bin/python bench/tracking_cost.py --backends skrl --extra-metrics 0 \
-        --baselines bare-logger --lengths 15,900     # whole runs of ~3 minutes
+        --baselines bare-logger --lengths 15,900     # whole runs of ~2.5 minutes: ~11 min
 """
 
 from __future__ import annotations
