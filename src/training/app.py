@@ -147,9 +147,18 @@ def isaaclab_release() -> str:
 
 
 def launcher_kwargs(release: str, config: Any) -> dict[str, Any]:
-    """AppLauncher's keyword arguments for ``release`` (accepted by all three)."""
+    """AppLauncher's keyword arguments for ``release`` (accepted by all three).
+
+    One rank of several is ``distributed``, as Isaac Lab's train scripts' ``--distributed``
+    makes it: 2.x's ``AppLauncher._resolve_device_settings`` then puts the app on
+    ``cuda:<LOCAL_RANK>`` with ``multi_gpu`` off and caps each process's CPU threads (Kit's
+    ``carb.tasking`` ``threadCount``, ``PXR_WORK_THREAD_LIMIT``) at its share of the node's
+    cores; 3.0's ``sim_launcher._resolve_distributed_device`` picks the same GPU."""
+    from training.distributed import this_rank
+
     return {"headless": True, "device": config.device or "cuda:0",
-            "enable_cameras": bool(config.enable_cameras)}
+            "enable_cameras": bool(config.enable_cameras),
+            "distributed": this_rank().distributed}
 
 
 def start_app(config: Any, reinstall_signals: Callable[[], None]) -> App:

@@ -145,6 +145,14 @@ def unsupported(config: RunConfig) -> str | None:
         # cannot work without a GPU.
         return ("skrl trains with several ranks only on CUDA GPUs (it initialises nccl "
                 "itself); use --backend rsl_rl on CPU, or one process")
+    if _cuda_device(config.device):
+        import torch
+
+        visible = torch.cuda.device_count()
+        if visible < config.nproc_per_node:  # else CUDA's "invalid device ordinal", deep down
+            return (f"{config.nproc_per_node} ranks per node need as many GPUs, but this node "
+                    f"has {visible} visible: ask for no more ranks per node (--gpu) than GPUs "
+                    "the pool gives a node")
     return None
 
 

@@ -27,6 +27,7 @@ Every error a user can cause maps to its exit code in one table, :data:`EXIT_COD
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -169,10 +170,13 @@ def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> 
     if config.run_smoke_test and rank.is_writer:
         smoke_test(config)
     target = connect(config) if rank.is_writer else None
-    resumed, config, init = distributed.shared_by_writer(
+    resumed, decided, init = distributed.shared_by_writer(
         rank, lambda: starting_point(config, backend, download_dir), download_dir)
+    # rank 0's decision of what to start from; every rank keeps its own device and directory
+    config = dataclasses.replace(config, checkpoint_mode=decided.checkpoint_mode,
+                                 checkpoint_uri=decided.checkpoint_uri)
     if not rank.is_writer:
-        resumed = None  # the run is rank 0's; this rank needs only the config and checkpoint
+        resumed = None  # the run is rank 0's; this rank needs only the checkpoint
     if nothing_left_to_do(config, init, config.max_iterations):  # before a slow env start
         return finish_earlier_run(config, backend, resumed) if continued(resumed) else EXIT_OK
     device = config.device or _default_device()

@@ -311,6 +311,9 @@ class RankRun:
         self.device, self.max_iterations, self.save_interval = device, max_iterations, \
             save_interval
         self.log_dir = config.output_dir / f"rank-{rank.global_rank}"
+        # what makes this rank's share its own: a device, seed and directory of its own
+        print(f"rank {rank.global_rank}: training on {device}, seed {env_handle.seed}, "
+              f"log dir {self.log_dir}", flush=True)
 
     def __enter__(self) -> RankRun:
         return self

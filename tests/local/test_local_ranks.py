@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_local_end_to_end import SUBMIT, copy_repo_layout, runs_of
+from test_local_end_to_end import SUBMIT, copy_repo_layout, metric_steps, runs_of
 
 pytestmark = pytest.mark.slow
 
@@ -45,3 +45,7 @@ def test_two_nodes_on_loopback_train_one_run_and_a_retry_resumes_it(tmp_path: Pa
     (resumed,) = runs_of(repo)
     assert resumed.info.run_id == run.info.run_id
     assert resumed.info.status == "FINISHED"
+    output = retry.stdout + retry.stderr
+    for rank in (0, 1):  # both nodes' ranks continued from the first attempt's last checkpoint
+        assert f"rank {rank}: starting from model_2.pt, iteration 2" in output, output[-3000:]
+    assert metric_steps(repo, run.info.run_id) == [0, 1, 2, 3]

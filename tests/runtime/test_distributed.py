@@ -38,6 +38,8 @@ DIGEST = re.compile(r"^rank (\d+): parameters sha256 (\w+) at iteration (\d+)$",
 STARTS = re.compile(r"^rank (\d+): starting from model_(\d+)\.pt, iteration (\d+)$",
                     re.MULTILINE)
 NODE_EXIT = re.compile(r"^ranks exited with (.*); node exit (\d+)$", re.MULTILINE)
+OWN_SHARE = re.compile(r"^rank (\d+): training on (\S+), seed (\d+), log dir (.+)$",
+                       re.MULTILINE)
 
 
 def _env(server: MlflowServer, tmp_path: Path, workflow: str, version: str = VENV_VERSION,
@@ -106,6 +108,10 @@ def test_two_local_ranks_train_one_run_in_step(mlflow_server: MlflowServer, tmp_
     assert run.info.status == "FINISHED"
     assert {key: run.data.params[key] for key in ("world_size", "nnodes", "nproc_per_node")} \
         == {"world_size": "2", "nnodes": "1", "nproc_per_node": "2"}
+    assert run.data.params["rsl_rl_version"] == rslrl_version
+    # Rank 1 samples its own experience: the seed is offset by its global rank.
+    (own,) = OWN_SHARE.findall(output)
+    assert own[:3] == ("1", "cpu", str(int(run.data.params["seed"]) + 1)), own
     assert metric_steps(client, run.info.run_id, "Train/mean_reward") == [0, 1, 2]
     # Only rank 0 wrote checkpoints, all in its run's log dir; rank 1 wrote none.
     files = _checkpoint_files(tmp_path / "out")
@@ -207,6 +213,10 @@ def test_two_nodes_on_loopback_a_killed_rank_ends_the_other_and_the_retry_resume
                     if name.startswith("model_") and name.endswith(".pt"))
     assert stored and stored[-1] >= 4
     assert not _checkpoint_files(tmp_path / "node1")  # only rank 0 (on node 0) writes
+    # Rank 1 kept its own node's output directory (rank 0's start decision is all it takes)
+    (own,) = OWN_SHARE.findall(other.output)
+    assert Path(own[3]) == tmp_path / "node1" / "rank-1", own
+    assert not (tmp_path / "node0" / "rank-1").exists()
 
     port = str(free_port())
     last = stored[-1] + 2
@@ -229,6 +239,47 @@ def test_skrl_with_several_ranks_on_cpu_is_refused_before_training(tmp_path: Pat
     result = run_launcher(env, *train_args(2), "--backend", "skrl", cwd=tmp_path, timeout=60)
     assert_clean_failure(result, 2, "skrl", "CUDA", "rsl_rl")
     assert not (tmp_path / "out").exists()
+
+
+def test_more_ranks_than_gpus_is_refused_before_torchrun(tmp_path: Path) -> None:
+    """--gpu 2 on a node without 2 GPUs (here none): one line naming both counts, instead of
+    CUDA's "invalid device ordinal" from deep in each rank and torchrun's traceback."""
+    env = launcher_env(None, tmp_path / "out", NPROC_PER_NODE="2", TRAINING_DEVICE="cuda")
+    result = run_launcher(env, *train_args(2), cwd=tmp_path, timeout=60)
+    assert_clean_failure(result, 2, "2 ranks per node", "0 visible", "--gpu")
+    assert "torchrun" not in result.stdout
+
+
+@pytest.mark.parametrize(("variables", "requested", "device", "offset"), [
+    ({}, "cuda:0", "cuda:0", 0),  # one process: as asked
+    ({"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "RANK": "3", "LOCAL_RANK": "1"},
+     "cuda", "cuda:1", 3),  # node 1's second rank: its node's GPU 1, the job's seed + 3
+    ({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}, "cpu", "cpu", 1),
+])
+def test_each_rank_gets_its_local_gpu_and_a_seed_offset_by_its_global_rank(
+        monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], requested: str,
+        device: str, offset: int) -> None:
+    import dataclasses
+
+    import torch
+
+    from training.app import launcher_kwargs
+    from training.config import parse_config
+    from training.distributed import for_this_rank, seed_offset
+    from training.envs import read_agent_cfg
+
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # a node of 2 GPUs
+    config = dataclasses.replace(parse_config(["--task", "InvertedPendulum-v5"], {}),
+                                 device=requested)
+    assert for_this_rank(config).device == device
+    assert seed_offset() == offset
+    assert read_agent_cfg("InvertedPendulum-v5", 40)["seed"] == 40 + offset
+    # Isaac Sim's app is told too (AppLauncher's --distributed: a GPU and CPU share per rank)
+    assert launcher_kwargs("2.3", config)["distributed"] is bool(variables)
 
 
 def test_a_node_rank_outside_the_nodes_is_bad_input(tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from training.envs import EnvHandle
 
 import torch
+from skrl import config as skrl_config
 from skrl.utils.runner.torch import Runner
 
 from training.backends import skrl_compat as compat
@@ -315,6 +316,8 @@ class HookedTraining:
     def __init__(self, env_handle: EnvHandle, *, log_dir: Path) -> None:
         self.log_dir = log_dir
         cfg = compat.runner_cfg(env_handle.agent_cfg, directory=str(log_dir))
+        # With several ranks skrl's set_seed adds its rank to this seed once more: the agent's
+        # torch seed is the task's seed + 2 x rank, the env's + rank (distinct on every rank)
         cfg["seed"] = env_handle.seed
         with compat.quiet_stdout():
             self.runner = Runner(env_handle.env, cfg)
@@ -355,7 +358,8 @@ class HookedTraining:
         compat.write_tracking_data(self.agent, timestep=timestep + 1, timesteps=timesteps)
         hooks.on_iteration(index, self.values.take())
         stop = hooks.should_stop()
-        if stop or self.done % save_every == 0 or self.done == last:
+        due = stop or self.done % save_every == 0 or self.done == last
+        if due and skrl_config.torch.rank == 0:  # several ranks: the job's writer saves
             self.write_checkpoint(hooks)
         if stop:
             raise _StopRequested
