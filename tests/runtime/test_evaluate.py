@@ -231,6 +231,22 @@ def test_the_wrong_task_for_the_checkpoint_exits_7_with_one_line(
     assert_clean_failure(result, 7, "does not fit this task's networks")
 
 
+def test_another_task_whose_shapes_fit_is_evaluated_with_a_warning(
+        mlflow_server: MlflowServer, trained_rsl_rl, tmp_path: Path) -> None:
+    # InvertedPendulum-v4 has v5's observation and action shapes: the policy acts in it, so
+    # nothing but checkpoint.json's task tells the user it was trained elsewhere.
+    source = f"runs:/{trained_rsl_rl['run_id']}/checkpoints/final"
+    result = _evaluate(mlflow_server, tmp_path, "--mode", "evaluate", "--task",
+                       "InvertedPendulum-v4", "--checkpoint-uri", source, "--episodes", "2",
+                       "--num_envs", "2")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if "was trained on" in line]
+    assert warnings == [f"warning: {source} was trained on {TASK} (its checkpoint.json); "
+                        f"evaluate goes on with --task InvertedPendulum-v4"], result.stderr
+    assert any(line.startswith(f"evaluated {source} on InvertedPendulum-v4: 2 episodes")
+               for line in result.stdout.splitlines()), result.stdout[-2000:]
+
+
 def test_a_failed_export_warns_and_keeps_the_trained_run(mlflow_server: MlflowServer,
                                                          tmp_path: Path) -> None:
     """An image without onnx (torch's ONNX exporter needs it): the run still succeeds
