@@ -146,6 +146,18 @@ def test_the_registered_version_predicts_actions_with_pyfunc(mlflow_server: Mlfl
     with torch.no_grad():
         expected = torch.jit.load(str(folder))(torch.from_numpy(observations)).numpy()
     assert np.abs(actions - expected).max() <= 1e-5
+    # What predict takes (README: Look at your policy): float32 rows, also as a DataFrame;
+    # MLflow's schema check refuses float64 and a lone 1-D observation, naming the fix.
+    import pandas
+
+    assert np.array_equal(model.predict(pandas.DataFrame(observations)), actions)
+    assert np.array_equal(model.predict(observations[0][None]), actions[:1])
+    with pytest.raises(mlflow.exceptions.MlflowException,
+                       match="dtype of input float64 does not match expected dtype float32"):
+        model.predict(observations.astype(np.float64))
+    with pytest.raises(mlflow.exceptions.MlflowException,
+                       match=r"Shape of input \(4,\) does not match expected shape \(-1, 4\)"):
+        model.predict(observations[0])
     inputs = model.metadata.get_input_schema().inputs[0]
     assert inputs.shape == (-1, 4) and inputs.type == np.dtype(np.float32)
     # The raw checkpoint is still the version's, as before: a warm start can use it.
