@@ -126,6 +126,8 @@ def test_a_trained_run_logs_its_policy_exports(mlflow_server: MlflowServer, trai
     assert meta["backend"] == trained["backend"]
     assert meta["source_checkpoint"]["file"] == f"model_{trained['iterations']}.pt"
     assert meta["source_checkpoint"]["uri"] == f"runs:/{run_id}/checkpoints/final"
+    # A gymnasium task has no term names (an Isaac Lab task's: test_policy_export.py).
+    assert "observation_names" not in meta and "action_names" not in meta
     digest = hashlib.sha256((folder / "policy.onnx").read_bytes()).hexdigest()
     assert (folder / "policy.sha256").read_text() == f"{digest}  policy.onnx\n"
     assert client.get_run(run_id).data.tags["policy_export"] == "policy/"
