@@ -6,7 +6,8 @@ dependency check and the app):
 
 1. tracking.connect; checkpoints.fetch_checkpoint; backend.inspect_checkpoint (a URI that
    gives no usable checkpoint: exit 7);
-2. the task: --task, else the one the checkpoint's checkpoint.json records;
+2. the task: --task (one warning line when the checkpoint.json records another), else the
+   one the checkpoint's checkpoint.json records;
 3. envs.make_env; backend.policy_from_checkpoint (a task whose shapes do not fit: exit 7);
 4. one MLflow run ("evaluate-<task>" / "export-<task>"): evaluate runs the episodes
    deterministically (the distribution's mean) and logs ``eval/return_*``/``eval/length_*``
