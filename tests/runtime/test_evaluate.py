@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +274,8 @@ def test_a_failed_export_warns_and_keeps_the_trained_run(mlflow_server: MlflowSe
     # does for a module that is not installed (ModuleNotFoundError, an ImportError).
     (missing / "onnx" / "__init__.py").write_text(
         "raise ModuleNotFoundError(\"No module named 'onnx'\", name='onnx')\n")
-    env = launcher_env(mlflow_server.url, tmp_path / "out")
+    env = launcher_env(mlflow_server.url, tmp_path / "out",
+                       WORKFLOW_ID=f"wf-export-fails-{uuid.uuid4().hex[:8]}")
     env["PYTHONPATH"] = f"{missing}:{env['PYTHONPATH']}"
     result = run_launcher(env, *train_args(2, "--register-checkpoint", "export-fails"),
                           cwd=tmp_path)
@@ -291,3 +293,19 @@ def test_a_failed_export_warns_and_keeps_the_trained_run(mlflow_server: MlflowSe
     assert "model_2.pt" in artifact_names(client, run_id, "checkpoints/final")
     assert "MLmodel" not in artifact_names(client, run_id, "checkpoints/final")
     assert run.data.tags["registered_model"] == "export-fails/1"
+
+    # The same image, rescheduled after the process died before its export: the attempt that
+    # finishes the run tries the export again; it fails the same way, and the run stands.
+    client.delete_tag(run_id, "policy_export")
+    client.update_run(run_id, status="RUNNING")
+    rerun = run_launcher(env, *train_args(2, "--register-checkpoint", "export-fails"),
+                         cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "nothing to do" in rerun.stdout
+    warnings = [line for line in rerun.stderr.splitlines()
+                if line.startswith("warning: policy export failed")]
+    assert len(warnings) == 1 and "onnx is not installed" in warnings[0], rerun.stderr[-3000:]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["policy_export"].startswith("failed: ")
+    assert artifact_names(client, run_id, "policy") == set()
