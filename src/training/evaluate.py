@@ -6,7 +6,8 @@ dependency check and the app):
 
 1. tracking.connect; checkpoints.fetch_checkpoint; backend.inspect_checkpoint (a URI that
    gives no usable checkpoint: exit 7);
-2. the task: --task, else the one the checkpoint's checkpoint.json records;
+2. the task: --task (one warning line when the checkpoint.json records another), else the
+   one the checkpoint's checkpoint.json records;
 3. envs.make_env; backend.policy_from_checkpoint (a task whose shapes do not fit: exit 7);
 4. one MLflow run ("evaluate-<task>" / "export-<task>"): evaluate runs the episodes
    deterministically (the distribution's mean) and logs ``eval/return_*``/``eval/length_*``
@@ -63,6 +64,7 @@ def run_checkpoint_mode(config: RunConfig, app: App, download_dir: Path) -> int:
     backend = load_backend(backend_that_reads(path, config.backend))
     checkpoint = backend.inspect_checkpoint(path)
     source = source_of(config.checkpoint_uri, checkpoint)
+    warn_if_another_task(config, source.get("task"))
     config = with_task(config, source.get("task"))
     device = config.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
     num_envs = min(config.num_envs, config.eval_episodes) if config.run_mode == "evaluate" else 1
@@ -197,6 +199,15 @@ def with_task(config: RunConfig, recorded_task: str | None) -> RunConfig:
     if experiment == default_experiment_name(""):
         experiment = default_experiment_name(recorded_task)
     return dataclasses.replace(config, task=recorded_task, experiment_name=experiment)
+
+
+def warn_if_another_task(config: RunConfig, recorded_task: str | None) -> None:
+    """One stderr line when --task names another task than the checkpoint's: its shapes may
+    fit (a variant of the task, on purpose or not), so it goes on."""
+    if config.task and recorded_task and config.task != recorded_task:
+        print(f"warning: {config.checkpoint_uri} was trained on {recorded_task} (its "
+              f"checkpoint.json); {config.run_mode} goes on with --task {config.task}",
+              file=sys.stderr, flush=True)
 
 
 def run_tags(config: RunConfig, backend: Backend, checkpoint: Checkpoint,

@@ -288,15 +288,15 @@ def export_final(client: Any, config: RunConfig, backend: Backend, env_handle: E
                         checkpoints.FINAL_ARTIFACT_PATH)
             client.set_tag(run_id, EXPORT_TAG, f"{POLICY_ARTIFACT_PATH}/")
         except (ExportFailed, CheckpointError) as error:
-            return _export_failed(client, run_id, str(error))
+            return export_failed(client, run_id, str(error))
         except Exception as error:  # the store refused or went away while logging
-            return _export_failed(client, run_id, f"cannot log the exports: {first_line(error)}")
+            return export_failed(client, run_id, f"cannot log the exports: {first_line(error)}")
     print(f"policy exported: runs:/{run_id}/{POLICY_ARTIFACT_PATH} ({ONNX_FILE}, {JIT_FILE}, "
           f"MLflow model)", flush=True)
     return True
 
 
-def _export_failed(client: Any, run_id: str, reason: str) -> bool:
+def export_failed(client: Any, run_id: str, reason: str) -> bool:
     print(f"warning: policy export failed ({reason}); the checkpoint is stored at "
           f"{checkpoints.resume_uri(run_id)}: export it later with submit-training --export -c "
           f"{checkpoints.resume_uri(run_id)}", file=sys.stderr, flush=True)

@@ -1,10 +1,10 @@
 """The code of the exported policy's MLflow pyfunc model (MLflow's "models from code": this
 file is copied into the model and run by ``mlflow.pyfunc.load_model``; it imports nothing of
-this project). ``predict(obs)``: observations ``(batch, obs_dim)`` -> actions
-``(batch, action_dim)``, computed by the model's ``policy.onnx`` in onnxruntime."""
+this project). ``predict(obs)``: float32 observations ``(batch, obs_dim)`` (an ndarray or a
+DataFrame of float32 columns) -> actions ``(batch, action_dim)``, computed by the model's
+``policy.onnx`` in onnxruntime."""
 
 import mlflow
-import numpy as np
 
 
 class OnnxPolicy(mlflow.pyfunc.PythonModel):
@@ -21,10 +21,9 @@ class OnnxPolicy(mlflow.pyfunc.PythonModel):
                                                     providers=["CPUExecutionProvider"])
 
     def predict(self, context, model_input, params=None):
-        observations = np.asarray(model_input, dtype=np.float32)
-        if observations.ndim == 1:  # one observation
-            observations = observations[None, :]
-        return self.session.run(None, {"obs": observations})[0]
+        # MLflow's schema check runs first and hands over only a float32 (batch, obs_dim)
+        # ndarray (a float32 DataFrame converted); float64, 1-D or a list never get here.
+        return self.session.run(None, {"obs": model_input})[0]
 
 
 mlflow.models.set_model(OnnxPolicy())

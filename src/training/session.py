@@ -346,10 +346,13 @@ def cfg_files(env_handle: EnvHandle) -> dict[str, str]:
     return {"params/agent.yaml": yaml.safe_dump(dict(agent_cfg), sort_keys=False)}
 
 
-def finish_earlier_run(config: RunConfig, backend: Backend, resumed: ResumePoint) -> int:
+def finish_earlier_run(config: RunConfig, backend: Backend, resumed: ResumePoint,
+                       env_handle: EnvHandle | None = None) -> int:
     """Nothing left to train. A continued run (its process died after the last iteration, or a
     finished task was rescheduled) still gets what a finished run has: checkpoints/final, the
-    registration asked for, and status FINISHED (FAILED if registration fails)."""
+    policy's exports (when the earlier attempt made none; on ``env_handle``, else on an env of
+    one sub-env made for them), the registration asked for, and status FINISHED (FAILED if
+    registration fails)."""
     from mlflow import MlflowClient
 
     from training.registry import RegistrationError
@@ -366,8 +369,9 @@ def finish_earlier_run(config: RunConfig, backend: Backend, resumed: ResumePoint
         run = client.get_run(run_id)
         announce_resume_uri(client, run_id)
         if policy_export.EXPORT_TAG not in run.data.tags:  # it ended before its export
-            print(f"the earlier attempt ended before exporting the policy: export it with "
-                  f"submit-training --export -c {checkpoints.resume_uri(run_id)}", flush=True)
+            print("the earlier attempt ended before exporting the policy: exporting it now",
+                  flush=True)
+            export_earlier_final(client, config, backend, run_id, final, env_handle)
         status = "FINISHED"
         try:
             if config.register_checkpoint and REGISTERED_TAG not in run.data.tags:
@@ -383,6 +387,35 @@ def finish_earlier_run(config: RunConfig, backend: Backend, resumed: ResumePoint
     except Exception as error:  # the store went away (75) or refused (5)
         raise StoreFailure(f"cannot finish run {run_id}", error) from error
     return 0
+
+
+def export_earlier_final(client: Any, config: RunConfig, backend: Backend, run_id: str,
+                         final: Checkpoint, env_handle: EnvHandle | None) -> None:
+    """policy_export.export_final for a run whose training an earlier attempt finished; an env
+    that cannot be made is a failed export like any other (a warning, the run stands)."""
+    import torch
+
+    from training.envs import make_env
+
+    device = config.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+    made = None
+    if env_handle is None:
+        try:
+            # One sub-env: the export only needs the task's spaces (and its term names).
+            env_handle = made = make_env(config.task, backend=backend, num_envs=1,
+                                         seed=config.seed, device=device,
+                                         task_modules=config.task_modules,
+                                         overrides=config.overrides)
+        except Exception as error:  # the task's own errors: many types
+            policy_export.export_failed(client, run_id,
+                                        f"cannot make the task's env: {first_line(error)}")
+            return
+    try:
+        policy_export.export_final(client, config, backend, env_handle, run_id, final,
+                                   device=device)  # never raises
+    finally:
+        if made is not None:
+            made.close()
 
 
 def register_final(client: Any, config: RunConfig, run_id: str, run_tags: Mapping[str, str],

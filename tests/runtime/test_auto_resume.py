@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from launcher_runs import (
     artifact_names,
@@ -117,8 +118,8 @@ def test_rerun_of_a_finished_attempt_completes_its_run_without_training(
     mlflow_server: MlflowServer, tmp_path: Path
 ) -> None:
     """The earlier process trained to the end but died before storing checkpoints/final,
-    registering it, exporting the policy and ending the run: the rerun does three of them,
-    without training, and says how to export the policy."""
+    exporting the policy, registering it and ending the run: the rerun does them all,
+    without training, and the registered version loads as a pyfunc model."""
     client = _client(mlflow_server)
     env = _workflow_env(mlflow_server, tmp_path)
     first = run_launcher(env, *train_args(2), cwd=tmp_path)
@@ -135,14 +136,19 @@ def test_rerun_of_a_finished_attempt_completes_its_run_without_training(
     assert "nothing to do: the checkpoint is already at iteration 2 of 2" in rerun.stdout
     assert "it 1/" not in rerun.stdout
     assert f"as model {model!r} version 1" in rerun.stdout
-    # It died before its policy export too: the rerun says how to export it.
-    assert (f"the earlier attempt ended before exporting the policy: export it with "
-            f"submit-training --export -c runs:/{run_id}/checkpoints/final") in rerun.stdout
+    # It died before its policy export too: the rerun exports it.
+    assert f"policy exported: runs:/{run_id}/policy" in rerun.stdout, rerun.stderr[-3000:]
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["attempts"] == "2"
     assert run.data.tags["registered_model"] == f"{model}/1"
-    assert {"model_2.pt", "checkpoint.json"} <= artifact_names(client, run_id,
-                                                              "checkpoints/final")
+    assert run.data.tags["policy_export"] == "policy/"
+    assert {"policy.onnx", "policy_jit.pt", "policy.json", "MLmodel"} <= artifact_names(
+        client, run_id, "policy")
+    assert {"model_2.pt", "checkpoint.json", "MLmodel"} <= artifact_names(client, run_id,
+                                                                         "checkpoints/final")
+    mlflow.set_registry_uri(mlflow_server.url)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{model}/1")
+    assert pyfunc.predict(np.zeros((3, 4), dtype=np.float32)).shape == (3, 1)
     assert len(_runs_of(client, env)) == 1
 
 

@@ -7,6 +7,9 @@ library's own state dict), exports that checkpoint through the backend, and runs
 TorchScript with torch.jit.load, ONNX in onnxruntime. Both are compared with the library's
 *own* deterministic inference on the same observations (rsl-rl's ``get_inference_policy``,
 skrl's ``agent.act`` mean action in eval mode).
+
+The names of an Isaac Lab task's observation and action terms in ``policy.json`` come from
+isaaclab_names_probe.py, under Isaac Lab 3.0's sources.
 """
 
 from __future__ import annotations
@@ -82,6 +85,26 @@ def test_policy_json_and_sidecars_describe_the_exports(scenario):
 
 def test_rsl_rl_5_uses_the_librarys_own_export_modules(scenarios):
     assert "MLPModel.as_jit/as_onnx" in scenarios(RSL_RL, "5.5.1")["exporter"]
+
+
+def test_policy_json_names_an_isaaclab_tasks_observation_and_action_terms() -> None:
+    """Through each backend's real wrapper of an Isaac Lab env (Isaac Lab 3.0's sources and
+    managers, the simulator stood in: isaaclab_names_probe.py), the "policy" group's terms."""
+    import subprocess
+
+    from support.isaaclab_releases import env_for_release
+
+    probe = Path(__file__).with_name("isaaclab_names_probe.py")
+    result = subprocess.run([sys.executable, str(probe)], env=env_for_release("3.0", standin=False),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["backend"] for line in lines] == ["rsl_rl", "skrl"]
+    expected = {"observation_names": ["joint_pos_rel", "joint_vel_rel"],
+                "action_names": ["joint_efforts"]}
+    for line in lines:
+        assert line["policy_json"] == expected, line
 
 
 # --- the scenario, run in a subprocess: python test_policy_export.py OUT_DIR BACKEND ----------
