@@ -186,8 +186,8 @@ def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> 
     try:
         max_iterations = config.max_iterations or env_handle.max_iterations
         if nothing_left_to_do(config, init, max_iterations):  # the task's default count
-            return (finish_earlier_run(config, backend, resumed) if continued(resumed)
-                    else EXIT_OK)
+            return (finish_earlier_run(config, backend, resumed, env_handle)  # Isaac Sim: one env
+                    if continued(resumed) else EXIT_OK)
         save_interval = config.save_interval or env_handle.save_interval
         settings = run_settings(config, env_handle, max_iterations, save_interval,
                                 {**backend.versions(), **app.versions(), **rank.params()})
