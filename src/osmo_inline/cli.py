@@ -470,7 +470,7 @@ def check_overrides(config: SubmitConfig, template: Template) -> None:
                        f"would not reach the task (see {DEFAULT_TEMPLATE}, CFG_OVERRIDES)")
     defaults = cfg_overrides.read_agent_defaults(config.source, config.task, config.backend)
     if defaults is not None:
-        cfg_overrides.check_agent_paths(config.overrides, defaults)
+        cfg_overrides.check_agent_paths(config.overrides, defaults, config.backend)
 
 
 def check_payload_code(config: SubmitConfig, payload: Payload) -> list[str]:

@@ -80,8 +80,19 @@ def read_agent_defaults(source: Path, task: str, backend: str) -> dict[str, Any]
     return cfg if isinstance(cfg, dict) else None
 
 
-def check_agent_paths(overrides: Mapping[str, str], cfg: Mapping[str, Any]) -> None:
-    """BadInput naming the closest keys for the first `agent.` path `cfg` does not have."""
+def _which_cfg(backend: str) -> str:
+    """Whose agent cfg a refusal checked: the two backends' gymnasium cfgs differ in shape
+    (`agent.algorithm.learning_rate` for rsl-rl, `agent.agent.learning_rate` for skrl)."""
+    other = "skrl" if backend == "rsl_rl" else "rsl_rl"
+    library = backend.replace("_", "-")
+    where = "src/training/agents" if backend == "rsl_rl" else f"src/training/agents/{backend}"
+    return f"{library}'s agent cfg, {where}; {other.replace('_', '-')} paths need -b {other}"
+
+
+def check_agent_paths(overrides: Mapping[str, str], cfg: Mapping[str, Any],
+                      backend: str) -> None:
+    """BadInput naming the closest keys for the first `agent.` path `cfg` (the agent cfg of
+    `backend`) does not have."""
     for key in overrides:
         if not key.startswith("agent."):
             continue
@@ -98,6 +109,6 @@ def check_agent_paths(overrides: Mapping[str, str], cfg: Mapping[str, Any]) -> N
                 hint = ("did you mean " + ", ".join(f"{here}.{c}" for c in close) + "?") \
                     if close else (f"keys under {here}: " + ", ".join(options)
                                    if options else f"{here} has no keys below it")
-                raise BadInput(f"unknown override {here}.{part}: {hint} (our agent cfg, "
-                               "src/training/agents)")
+                raise BadInput(f"unknown override {here}.{part}: {hint} "
+                               f"({_which_cfg(backend)})")
             node = node[part] if isinstance(node, dict) else node[int(part)]

@@ -137,7 +137,7 @@ def _set(node: Any, key: str, value: Any) -> None:
         setattr(node, key, value)
 
 
-def _unknown(prefix: str, walked: list[str], key: str, node: Any) -> OverrideError:
+def _unknown(prefix: str, walked: list[str], key: str, node: Any, whose: str) -> OverrideError:
     here = ".".join([prefix, *walked])
     options = _children(node)
     close = difflib.get_close_matches(key, options, n=3, cutoff=0.5)
@@ -148,7 +148,8 @@ def _unknown(prefix: str, walked: list[str], key: str, node: Any) -> OverrideErr
             ", ..." if len(options) > 12 else "")
     else:
         hint = f"{here} has no keys below it"
-    return OverrideError(f"unknown override {here}.{key}: {hint}")
+    return OverrideError(f"unknown override {here}.{key}: {hint}"
+                         + (f" ({whose})" if whose else ""))
 
 
 def _check_type(path: str, old: Any, new: Any) -> None:
@@ -161,32 +162,35 @@ def _check_type(path: str, old: Any, new: Any) -> None:
                             f"like its current value {old!r}")
 
 
-def check_paths(cfg: Any, paths: Iterable[str], prefix: str) -> None:
+def check_paths(cfg: Any, paths: Iterable[str], prefix: str, *, whose: str = "") -> None:
     """OverrideError for the first path (below ``prefix``) that ``cfg`` does not have."""
     for path in paths:
-        _walk(cfg, path, prefix)
+        _walk(cfg, path, prefix, whose)
 
 
-def _walk(cfg: Any, path: str, prefix: str) -> tuple[Any, str]:
+def _walk(cfg: Any, path: str, prefix: str, whose: str) -> tuple[Any, str]:
     """The node that holds the last key of ``path``, and that key."""
     parts = path.split(".")
     node = cfg
     for depth, key in enumerate(parts):
         if key not in _children(node):
-            raise _unknown(prefix, parts[:depth], key, node)
+            raise _unknown(prefix, parts[:depth], key, node, whose)
         if depth == len(parts) - 1:
             return node, key
         node = _get(node, key)
     raise AssertionError("unreachable: a path has at least one key")
 
 
-def apply_overrides(cfg: Any, overrides: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+def apply_overrides(cfg: Any, overrides: Mapping[str, Any], prefix: str, *,
+                    whose: str = "") -> dict[str, Any]:
     """Set every ``<prefix>.<path>`` override on ``cfg`` (a dict or a cfg object), in place.
 
     Every path is checked before anything is set, so a refused override changes nothing.
-    Returns the typed values that were set, keyed by their full path."""
+    ``whose`` names the cfg in a refusal ("skrl's agent cfg, training/agents/skrl"): the
+    backends' cfgs differ in shape. Returns the typed values that were set, keyed by their
+    full path."""
     chosen = {path: typed(value) for path, value in select(overrides, prefix).items()}
-    targets = {path: _walk(cfg, path, prefix) for path in chosen}
+    targets = {path: _walk(cfg, path, prefix, whose) for path in chosen}
     for path, (node, key) in targets.items():
         current = _get(node, key)
         _check_type(f"{prefix}.{path}", current, chosen[path])

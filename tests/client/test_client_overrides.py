@@ -96,3 +96,16 @@ def test_a_template_without_cfg_overrides_refuses_them(agents, submit):
     result = submit("-t", "InvertedPendulum-v5", "--", "--dry-run", "agent.seed=3")
     assert result.code == 2
     assert "never uses {{ cfg_overrides }}" in result.stderr
+
+
+def test_a_refusal_names_the_backend_whose_cfg_it_checked(agents, submit):
+    """rsl-rl paths against skrl's cfg (the --local default) say so, and how to fix it."""
+    result = submit("--local", "-t", "InvertedPendulum-v5", "--", "--dry-run",
+                    "agent.algorithm.learning_rate=3e-4")
+    assert result.code == 2
+    assert result.stderr.count("\n") == 1
+    assert "(skrl's agent cfg, src/training/agents/skrl; rsl-rl paths need -b rsl_rl)" \
+        in result.stderr
+    result = submit("--local", "-t", "InvertedPendulum-v5", "--", "--dry-run",
+                    "agent.agent.learning_rate=3e-4")
+    assert result.code == 0, result.stderr

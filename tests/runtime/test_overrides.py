@@ -78,6 +78,19 @@ def test_a_bad_override_is_refused_before_anything_is_built(given, message):
     assert "\n" not in str(refused.value)
 
 
+def test_a_refusal_in_the_container_names_the_backend_whose_cfg_it_checked():
+    """rsl-rl and skrl agent cfgs differ in shape: the line says which one was read."""
+    from training.backends import skrl
+
+    with pytest.raises(TaskError) as refused:
+        make_env(TASK, backend=skrl, num_envs=2, seed=None, device="cpu",
+                 overrides={"agent.algorithm.learning_rate": "3e-4"})
+    assert str(refused.value).startswith("unknown override agent.algorithm: keys under agent:")
+    assert str(refused.value).endswith("(skrl's agent cfg, training/agents/skrl)")
+    with pytest.raises(TaskError, match=r"\(rsl-rl's agent cfg, training/agents\)$"):
+        _handle(**{"agent.algorithm.learnin_rate": "1"})
+
+
 def test_overrides_apply_to_a_configclass_like_object_by_attribute():
     """Isaac Lab cfgs are (nested) dataclasses: the same paths work by attribute."""
     from dataclasses import dataclass, field

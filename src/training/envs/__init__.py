@@ -200,5 +200,7 @@ def read_agent_cfg(task: str, seed: int | None, library: str = "", *,
     if overrides:
         from training.overrides import apply_overrides
 
-        apply_overrides(neutral, overrides, "agent")
+        directory = f"training/agents/{library}" if library else "training/agents"
+        apply_overrides(neutral, overrides, "agent",
+                        whose=f"{library or 'rsl-rl'}'s agent cfg, {directory}")
     return neutral
