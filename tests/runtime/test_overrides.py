@@ -158,3 +158,33 @@ def test_an_unknown_key_in_the_container_is_one_line_and_exit_2(tmp_path: Path):
     refusal = [line for line in output.splitlines() if "unknown override" in line]
     assert len(refusal) == 1 and "did you mean agent.algorithm.learning_rate" in refusal[0]
     assert not list((tmp_path / "out").rglob("model_*.pt"))  # nothing was trained
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("backend", "learning_rate"), [
+    ("rsl_rl", "agent.algorithm.learning_rate"), ("skrl", "agent.agent.learning_rate")])
+def test_a_launched_run_logs_its_resolved_cfgs_and_typed_overrides(tmp_path: Path, backend,
+                                                                   learning_rate):
+    """Both backends leave params/env.yaml (the env cfg make_env resolved) and
+    params/agent.yaml, and one `override.*` param per override, typed."""
+    import yaml
+    from launcher_runs import run_id_from
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    given = {learning_rate: "3e-4", "env.num_envs": "3", "env.reset_noise_scale": "0.05",
+             "agent.seed": "9"}
+    env = launcher_env(store, tmp_path / "out", CFG_OVERRIDES=json.dumps(given))
+    done = run_launcher(env, *train_args(1, "--backend", backend), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    client = MlflowClient(store)
+    run_id = run_id_from(done.stdout)
+    params = client.get_run(run_id).data.params
+    assert {k: v for k, v in params.items() if k.startswith("override.")} == {
+        f"override.{learning_rate}": "0.0003", "override.env.num_envs": "3",
+        "override.env.reset_noise_scale": "0.05", "override.agent.seed": "9"}
+    files = Path(client.download_artifacts(run_id, "params", str(tmp_path / "got")))
+    env_cfg = yaml.safe_load((files / "env.yaml").read_text())
+    assert env_cfg == {"id": TASK, "seed": 9, "num_envs": 3, "reset_noise_scale": 0.05}
+    agent_cfg = yaml.safe_load((files / "agent.yaml").read_text())
+    assert "0.0003" in (files / "agent.yaml").read_text() and agent_cfg["seed"] == 9
