@@ -22,7 +22,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -85,6 +85,16 @@ def parse_axes(tokens: Sequence[str], flag_variables: Sequence[str]) -> tuple[Ax
             raise BadInput(f"--sweep {key} is given twice: list all its values in one --sweep")
         axes[key] = Axis(key, tuple(values))
     return tuple(axes.values())
+
+
+def check_not_given_twice(axes: Sequence[Axis], *after_dashes: Mapping[str, str]) -> None:
+    """BadInput for a swept key that is also set after `--` (a template value or a cfg
+    override): which one should win is the user's call, not a merge order's."""
+    for axis in axes:
+        for given in after_dashes:
+            if axis.key in given:
+                raise BadInput(f"--sweep {axis.key} and {axis.key}={given[axis.key]} after -- "
+                               f"both set {axis.key}: drop one of them")
 
 
 def parse_jobs(text: str | None, sweep_flags: Sequence[str], local: bool) -> int:

@@ -75,16 +75,21 @@ def test_list_values_keep_their_commas(agents, submit):
         {"agent.actor.hidden_dims": "[32,32]"}, {"agent.actor.hidden_dims": "[64,64]"}]
 
 
-@pytest.mark.parametrize(("sweep", "message"), [
-    ("seed", "bad --sweep 'seed'"),
-    ("seed=1,,2", "every value must be given once"),
-    ("seed=1,1", "every value must be given once"),
-    ("num_envs=4,8", "num_envs is set by a flag"),
-    ("agent.algorithm.learnin_rate=1,2", "did you mean agent.algorithm.learning_rate"),
-    ("seeds=1,2", "unknown template value 'seeds': did you mean seed?"),
+@pytest.mark.parametrize(("sweep", "after", "message"), [
+    ("seed", (), "bad --sweep 'seed'"),
+    ("seed=1,,2", (), "every value must be given once"),
+    ("seed=1,1", (), "every value must be given once"),
+    ("num_envs=4,8", (), "num_envs is set by a flag"),
+    ("agent.algorithm.learnin_rate=1,2", (), "did you mean agent.algorithm.learning_rate"),
+    ("seeds=1,2", (), "unknown template value 'seeds': did you mean seed?"),
+    # the same key swept and given after --: neither may silently win
+    ("seed=1,2", ("seed=5",), "--sweep seed and seed=5 after -- both set seed"),
+    ("agent.algorithm.learning_rate=1e-3,1e-4", ("agent.algorithm.learning_rate=3e-4",),
+     "--sweep agent.algorithm.learning_rate and agent.algorithm.learning_rate=3e-4 after -- "
+     "both set agent.algorithm.learning_rate"),
 ])
-def test_a_bad_sweep_is_one_line_and_exit_2(agents, submit, sweep, message):
-    result = submit("-t", "InvertedPendulum-v5", "--sweep", sweep, "--", "--dry-run")
+def test_a_bad_sweep_is_one_line_and_exit_2(agents, submit, sweep, after, message):
+    result = submit("-t", "InvertedPendulum-v5", "--sweep", sweep, "--", "--dry-run", *after)
     assert result.code == 2
     assert message in result.stderr and result.stderr.count("\n") == 1
 
