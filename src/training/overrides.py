@@ -152,14 +152,35 @@ def _unknown(prefix: str, walked: list[str], key: str, node: Any, whose: str) ->
                          + (f" ({whose})" if whose else ""))
 
 
+def _is_section(node: Any) -> bool:
+    """A mapping or a cfg object (Isaac Lab configclasses are dataclasses): keys below it."""
+    return isinstance(node, Mapping) or (dataclasses.is_dataclass(node)
+                                         and not isinstance(node, type))
+
+
 def _check_type(path: str, old: Any, new: Any) -> None:
-    """A number stays a number and a bool a bool: `learning_rate=3e-4x` is a typo, not a str."""
+    """A number stays a number and a bool a bool: `learning_rate=3e-4x` is a typo, not a str.
+    A section stays a section and a list a list: `agent.algorithm=1` would reach the library
+    as a raw TypeError (or, for skrl's dict cfg, be taken); an int takes no fraction."""
     if old is None or new is None:
         return
+    if _is_section(old) and not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+        # a cfg object's field takes only its own type: set its keys one by one instead
+        keys = _children(old)
+        example = f", e.g. {path}.{keys[0]}=..." if keys else ""
+        raise OverrideError(f"override {path}={new!r}: {path} is a section, not a value; "
+                            f"override a key below it{example}")
+    if isinstance(old, list | tuple) and not isinstance(new, list | tuple):
+        raise OverrideError(f"override {path}={new!r}: expected a list like its current "
+                            f"value {list(old)!r}")
     if isinstance(old, bool) != isinstance(new, bool) or (
             isinstance(old, int | float) and not isinstance(new, int | float)):
         raise OverrideError(f"override {path}={new!r}: expected a {type(old).__name__} "
                             f"like its current value {old!r}")
+    if isinstance(old, int) and not isinstance(old, bool) and isinstance(new, float) \
+            and not new.is_integer():
+        raise OverrideError(f"override {path}={new!r}: expected an int like its current "
+                            f"value {old!r}, not a fraction")
 
 
 def check_paths(cfg: Any, paths: Iterable[str], prefix: str, *, whose: str = "") -> None:

@@ -122,6 +122,65 @@ def test_a_list_for_a_tuple_field_stays_a_tuple():
     assert applied == {"env.init_state.pos": (0, 0, 2.5)}
 
 
+@pytest.mark.parametrize(("given", "message"), [
+    ({"agent.algorithm": "1"}, "override agent.algorithm=1: agent.algorithm is a section, "
+     "not a value; override a key below it, e.g. agent.algorithm.learning_rate=..."),
+    ({"agent.algorithm": "[1, 2]"}, "agent.algorithm is a section"),
+    ({"agent.actor.hidden_dims": "64"},
+     "override agent.actor.hidden_dims=64: expected a list like its current value [8, 8]"),
+    ({"agent.algorithm.num_learning_epochs": "2.5"},
+     "override agent.algorithm.num_learning_epochs=2.5: expected an int like its current "
+     "value 5, not a fraction"),
+])
+def test_a_section_list_or_int_keeps_its_shape(given, message):
+    cfg = {"algorithm": {"learning_rate": 1e-3, "num_learning_epochs": 5},
+           "actor": {"hidden_dims": [8, 8]}}
+    with pytest.raises(TaskError) as refused:
+        overrides.apply_overrides(cfg, given, "agent")
+    assert message in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_what_keeps_the_shape_is_taken():
+    """A mapping for a mapping, a list for a list or tuple, an int for a float, a whole
+    float for an int."""
+    cfg = {"algorithm": {"learning_rate": 1e-3, "num_learning_epochs": 5},
+           "actor": {"hidden_dims": [8, 8]}, "pos": (0.0, 1.0)}
+    overrides.apply_overrides(cfg, {
+        "agent.algorithm": "{learning_rate: 0.01, num_learning_epochs: 2}",
+        "agent.actor.hidden_dims": "[4]", "agent.pos": "[1, 2]"}, "agent")
+    assert cfg == {"algorithm": {"learning_rate": 0.01, "num_learning_epochs": 2},
+                   "actor": {"hidden_dims": [4]}, "pos": (1, 2)}
+    overrides.apply_overrides(cfg, {"agent.algorithm.learning_rate": "1",
+                                    "agent.algorithm.num_learning_epochs": "3.0"}, "agent")
+    assert cfg["algorithm"] == {"learning_rate": 1, "num_learning_epochs": 3.0}
+
+
+def test_a_cfg_object_section_takes_no_value():
+    """Isaac Lab's configclass sections (dataclasses): even a dict would replace the object."""
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Algorithm:
+        learning_rate: float = 1e-3
+
+    @dataclass
+    class AgentCfg:
+        algorithm: Algorithm = field(default_factory=Algorithm)
+
+    with pytest.raises(TaskError, match="agent.algorithm is a section"):
+        overrides.apply_overrides(AgentCfg(), {"agent.algorithm": "{learning_rate: 1}"},
+                                  "agent")
+
+
+def test_skrl_refuses_a_scalar_for_a_section_before_anything_is_built():
+    from training.backends import skrl
+
+    with pytest.raises(TaskError, match="agent.agent is a section"):
+        make_env(TASK, backend=skrl, num_envs=2, seed=None, device="cpu",
+                 overrides={"agent.agent": "1"})
+
+
 def test_a_refused_override_changes_nothing():
     cfg = {"a": 1, "b": {"c": 2}}
     with pytest.raises(TaskError):
