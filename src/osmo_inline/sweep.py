@@ -10,8 +10,10 @@ the group and each of its tasks get the `-<index>` suffix (their `{{host:...}}` 
 the workflow holds one group per combination. A task's `WORKFLOW_ID` is OSMO's id plus `-t<index>`:
 the identity the runtime tags its MLflow run with and that auto-resume looks runs up by, so a
 retried task resumes its own run, never a sibling's. `SWEEP_ID` and `SWEEP_TASK` say which
-sweep and combination a task is. The client records each sweep in `.tmp/sweeps/<id>.json`
-(grid, tasks, their workflow ids) for `--sweep-report`.
+sweep and combination a task is, `SWEEP_VALUES` (a JSON object, key -> value text, written
+as the overrides' `CFG_OVERRIDES`) its values, which the runtime tags its run with. The
+client records each sweep in `.tmp/sweeps/<id>.json` (grid, tasks, their workflow ids) for
+`--sweep-report`.
 
 More than MAX_TASKS tasks need `--yes`: a typo in a grid must not book a cluster.
 """
@@ -156,6 +158,8 @@ def combine(specs: Sequence[str], combinations: Sequence[Combination], sweep_id:
                                                   combination)
             env["SWEEP_ID"] = sweep_id
             env["SWEEP_TASK"] = combination.label
+            # its values as JSON, for the runtime to tag the run with at its start
+            env["SWEEP_VALUES"] = cfg_overrides.to_spec_json(combination.values)
         units.append(unit if key == "groups" else unit["tasks"][0])
     base["workflow"][key] = units
     return yaml.safe_dump(base, sort_keys=False, width=1 << 30)
