@@ -373,6 +373,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
     project_dir = find_project_dir(cwd)
 
     task = "" if checkpoints_task else task_for_image(value["task"], value["image"], where["task"])
+    axes = sweep.parse_axes(flags.sweep, [dest for dest, _, _ in OVERRIDABLE]
+                            + [dest for dest, _ in RESOURCES])
+    sweep.check_not_given_twice(axes, template_values, overrides)
 
     return SubmitConfig(
         task=task,
@@ -399,8 +402,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], cwd: Path) -> 
         payload_budget=_positive_int(flags.payload_budget, "--payload-budget"),
         template_values=template_values,
         overrides=overrides,
-        sweep=sweep.parse_axes(flags.sweep, [dest for dest, _, _ in OVERRIDABLE]
-                               + [dest for dest, _ in RESOURCES]),
+        sweep=axes,
         yes=flags.yes,
         jobs=sweep.parse_jobs(flags.jobs, flags.sweep, flags.local),
         sweep_report=flags.sweep_report,
@@ -470,7 +472,7 @@ def check_overrides(config: SubmitConfig, template: Template) -> None:
                        f"would not reach the task (see {DEFAULT_TEMPLATE}, CFG_OVERRIDES)")
     defaults = cfg_overrides.read_agent_defaults(config.source, config.task, config.backend)
     if defaults is not None:
-        cfg_overrides.check_agent_paths(config.overrides, defaults)
+        cfg_overrides.check_agent_paths(config.overrides, defaults, config.backend)
 
 
 def check_payload_code(config: SubmitConfig, payload: Payload) -> list[str]:

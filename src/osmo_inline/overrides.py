@@ -3,9 +3,13 @@
 The client does not type or apply them: it carries the text as written to the task in one
 environment variable, `CFG_OVERRIDES` (a JSON object; the runtime's training/overrides.py
 types and applies it), and refuses at once, `--dry-run` included, an `agent.` path that our
-own agent cfgs (`<source>/agents/default.yaml` + `<task>.yaml`, what gymnasium tasks train
-with) do not have. Isaac Lab tasks bring their cfgs from Isaac Lab's registry, which only the
-container knows: their paths, and every `env.` path, are checked there, before training.
+own agent cfgs (`<source>/agents[/skrl]/default.yaml` + `<task>.yaml`, what gymnasium tasks
+train with) do not have, or a value that does not fit the default it replaces (a number for a
+number, a mapping for a section, a list for a list, no fraction for an int: the runtime's
+rule, said again here because the client never imports the runtime), and an `env.num_envs`
+that is no positive whole number. Isaac Lab tasks bring their cfgs from Isaac Lab's registry,
+which only the container knows: their paths, and every other `env.` path, are checked there,
+before training.
 """
 
 from __future__ import annotations
@@ -80,9 +84,26 @@ def read_agent_defaults(source: Path, task: str, backend: str) -> dict[str, Any]
     return cfg if isinstance(cfg, dict) else None
 
 
-def check_agent_paths(overrides: Mapping[str, str], cfg: Mapping[str, Any]) -> None:
-    """BadInput naming the closest keys for the first `agent.` path `cfg` does not have."""
-    for key in overrides:
+def _which_cfg(backend: str) -> str:
+    """Whose agent cfg a refusal checked: the two backends' gymnasium cfgs differ in shape
+    (`agent.algorithm.learning_rate` for rsl-rl, `agent.agent.learning_rate` for skrl)."""
+    other = "skrl" if backend == "rsl_rl" else "rsl_rl"
+    library = backend.replace("_", "-")
+    where = "src/training/agents" if backend == "rsl_rl" else f"src/training/agents/{backend}"
+    return f"{library}'s agent cfg, {where}; {other.replace('_', '-')} paths need -b {other}"
+
+
+def check_agent_paths(overrides: Mapping[str, str], cfg: Mapping[str, Any],
+                      backend: str) -> None:
+    """BadInput for the first `agent.` path `cfg` (the agent cfg of `backend`) does not
+    have, naming the closest keys, or whose value does not fit the default there; and for an
+    `env.num_envs` that is not a positive whole number (what a gymnasium task's env takes)."""
+    for key, text in overrides.items():
+        if key == "env.num_envs":
+            count = value_as_typed(text)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise BadInput(f"override env.num_envs={text}: the env count must be a "
+                               "positive whole number")
         if not key.startswith("agent."):
             continue
         node: Any = cfg
@@ -98,6 +119,43 @@ def check_agent_paths(overrides: Mapping[str, str], cfg: Mapping[str, Any]) -> N
                 hint = ("did you mean " + ", ".join(f"{here}.{c}" for c in close) + "?") \
                     if close else (f"keys under {here}: " + ", ".join(options)
                                    if options else f"{here} has no keys below it")
-                raise BadInput(f"unknown override {here}.{part}: {hint} (our agent cfg, "
-                               "src/training/agents)")
+                raise BadInput(f"unknown override {here}.{part}: {hint} "
+                               f"({_which_cfg(backend)})")
             node = node[part] if isinstance(node, dict) else node[int(part)]
+        misfit = _misfit(node, value_as_typed(text))
+        if misfit:
+            raise BadInput(f"override {key}={text}: {misfit} ({_which_cfg(backend)})")
+
+
+def value_as_typed(text: str) -> Any:
+    """The value as the runtime will type it (YAML, and `3e-4` as a number, which YAML 1.1
+    leaves as text): enough to compare it with a default here."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+    if isinstance(loaded, str) and re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+\s*",
+                                                loaded):
+        return float(loaded)
+    return loaded
+
+
+def _misfit(default: Any, given: Any) -> str:
+    """Why `given` cannot replace `default` in the agent cfg ("" when it can): the runtime
+    refuses the same in the container (training/overrides.py), after the GPUs are booked."""
+    if default is None or given is None:
+        return ""
+    if isinstance(default, dict):
+        return "" if isinstance(given, dict) else "a section takes a mapping, not a value; " \
+            "override a key below it"
+    if isinstance(default, list):
+        return "" if isinstance(given, list) else f"expected a list like {default!r}"
+    if isinstance(default, bool) != isinstance(given, bool):
+        return f"expected a {type(default).__name__} like {default!r}"
+    if isinstance(default, int | float) and not isinstance(given, int | float):
+        return f"expected a number like {default!r}"
+    if isinstance(default, int) and isinstance(given, float) and not given.is_integer():
+        return f"expected a whole number like {default!r}"
+    return ""

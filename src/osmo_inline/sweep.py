@@ -10,8 +10,10 @@ the group and each of its tasks get the `-<index>` suffix (their `{{host:...}}` 
 the workflow holds one group per combination. A task's `WORKFLOW_ID` is OSMO's id plus `-t<index>`:
 the identity the runtime tags its MLflow run with and that auto-resume looks runs up by, so a
 retried task resumes its own run, never a sibling's. `SWEEP_ID` and `SWEEP_TASK` say which
-sweep and combination a task is. The client records each sweep in `.tmp/sweeps/<id>.json`
-(grid, tasks, their workflow ids) for `--sweep-report`.
+sweep and combination a task is, `SWEEP_VALUES` (a JSON object, key -> value text, written
+as the overrides' `CFG_OVERRIDES`) its values, which the runtime tags its run with. The
+client records each sweep in `.tmp/sweeps/<id>.json` (grid, tasks, their workflow ids) for
+`--sweep-report`.
 
 More than MAX_TASKS tasks need `--yes`: a typo in a grid must not book a cluster.
 """
@@ -22,7 +24,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -87,6 +89,16 @@ def parse_axes(tokens: Sequence[str], flag_variables: Sequence[str]) -> tuple[Ax
     return tuple(axes.values())
 
 
+def check_not_given_twice(axes: Sequence[Axis], *after_dashes: Mapping[str, str]) -> None:
+    """BadInput for a swept key that is also set after `--` (a template value or a cfg
+    override): which one should win is the user's call, not a merge order's."""
+    for axis in axes:
+        for given in after_dashes:
+            if axis.key in given:
+                raise BadInput(f"--sweep {axis.key} and {axis.key}={given[axis.key]} after -- "
+                               f"both set {axis.key}: drop one of them")
+
+
 def parse_jobs(text: str | None, sweep_flags: Sequence[str], local: bool) -> int:
     """`-j/--jobs N`: how many tasks of a local sweep run at a time (1 when not given)."""
     if text is None:
@@ -146,6 +158,8 @@ def combine(specs: Sequence[str], combinations: Sequence[Combination], sweep_id:
                                                   combination)
             env["SWEEP_ID"] = sweep_id
             env["SWEEP_TASK"] = combination.label
+            # its values as JSON, for the runtime to tag the run with at its start
+            env["SWEEP_VALUES"] = cfg_overrides.to_spec_json(combination.values)
         units.append(unit if key == "groups" else unit["tasks"][0])
     base["workflow"][key] = units
     return yaml.safe_dump(base, sort_keys=False, width=1 << 30)

@@ -260,7 +260,7 @@ def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_i
 
     return {
         **as_params(config.overrides),  # override.agent.<path>: what the user changed
-        **sweep_tags(os.environ),  # sweep.id, sweep.task, sweep.value.<key> of a sweep's task
+        **sweep_tags(os.environ),  # sweep.id/.task/.value.<key>: SWEEP_ID/_TASK/_VALUES
         "task": config.task,
         "num_envs": str(getattr(env_handle.env, "num_envs", config.num_envs)),
         "max_iterations": str(max_iterations),

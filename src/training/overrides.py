@@ -137,7 +137,7 @@ def _set(node: Any, key: str, value: Any) -> None:
         setattr(node, key, value)
 
 
-def _unknown(prefix: str, walked: list[str], key: str, node: Any) -> OverrideError:
+def _unknown(prefix: str, walked: list[str], key: str, node: Any, whose: str) -> OverrideError:
     here = ".".join([prefix, *walked])
     options = _children(node)
     close = difflib.get_close_matches(key, options, n=3, cutoff=0.5)
@@ -148,45 +148,70 @@ def _unknown(prefix: str, walked: list[str], key: str, node: Any) -> OverrideErr
             ", ..." if len(options) > 12 else "")
     else:
         hint = f"{here} has no keys below it"
-    return OverrideError(f"unknown override {here}.{key}: {hint}")
+    return OverrideError(f"unknown override {here}.{key}: {hint}"
+                         + (f" ({whose})" if whose else ""))
+
+
+def _is_section(node: Any) -> bool:
+    """A mapping or a cfg object (Isaac Lab configclasses are dataclasses): keys below it."""
+    return isinstance(node, Mapping) or (dataclasses.is_dataclass(node)
+                                         and not isinstance(node, type))
 
 
 def _check_type(path: str, old: Any, new: Any) -> None:
-    """A number stays a number and a bool a bool: `learning_rate=3e-4x` is a typo, not a str."""
+    """A number stays a number and a bool a bool: `learning_rate=3e-4x` is a typo, not a str.
+    A section stays a section and a list a list: `agent.algorithm=1` would reach the library
+    as a raw TypeError (or, for skrl's dict cfg, be taken); an int takes no fraction."""
     if old is None or new is None:
         return
+    if _is_section(old) and not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+        # a cfg object's field takes only its own type: set its keys one by one instead
+        keys = _children(old)
+        example = f", e.g. {path}.{keys[0]}=..." if keys else ""
+        raise OverrideError(f"override {path}={new!r}: {path} is a section, not a value; "
+                            f"override a key below it{example}")
+    if isinstance(old, list | tuple) and not isinstance(new, list | tuple):
+        raise OverrideError(f"override {path}={new!r}: expected a list like its current "
+                            f"value {list(old)!r}")
     if isinstance(old, bool) != isinstance(new, bool) or (
             isinstance(old, int | float) and not isinstance(new, int | float)):
         raise OverrideError(f"override {path}={new!r}: expected a {type(old).__name__} "
                             f"like its current value {old!r}")
+    if isinstance(old, int) and not isinstance(old, bool) and isinstance(new, float) \
+            and not new.is_integer():
+        raise OverrideError(f"override {path}={new!r}: expected an int like its current "
+                            f"value {old!r}, not a fraction")
 
 
-def check_paths(cfg: Any, paths: Iterable[str], prefix: str) -> None:
+def check_paths(cfg: Any, paths: Iterable[str], prefix: str, *, whose: str = "") -> None:
     """OverrideError for the first path (below ``prefix``) that ``cfg`` does not have."""
     for path in paths:
-        _walk(cfg, path, prefix)
+        _walk(cfg, path, prefix, whose)
 
 
-def _walk(cfg: Any, path: str, prefix: str) -> tuple[Any, str]:
+def _walk(cfg: Any, path: str, prefix: str, whose: str) -> tuple[Any, str]:
     """The node that holds the last key of ``path``, and that key."""
     parts = path.split(".")
     node = cfg
     for depth, key in enumerate(parts):
         if key not in _children(node):
-            raise _unknown(prefix, parts[:depth], key, node)
+            raise _unknown(prefix, parts[:depth], key, node, whose)
         if depth == len(parts) - 1:
             return node, key
         node = _get(node, key)
     raise AssertionError("unreachable: a path has at least one key")
 
 
-def apply_overrides(cfg: Any, overrides: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+def apply_overrides(cfg: Any, overrides: Mapping[str, Any], prefix: str, *,
+                    whose: str = "") -> dict[str, Any]:
     """Set every ``<prefix>.<path>`` override on ``cfg`` (a dict or a cfg object), in place.
 
     Every path is checked before anything is set, so a refused override changes nothing.
-    Returns the typed values that were set, keyed by their full path."""
+    ``whose`` names the cfg in a refusal ("skrl's agent cfg, training/agents/skrl"): the
+    backends' cfgs differ in shape. Returns the typed values that were set, keyed by their
+    full path."""
     chosen = {path: typed(value) for path, value in select(overrides, prefix).items()}
-    targets = {path: _walk(cfg, path, prefix) for path in chosen}
+    targets = {path: _walk(cfg, path, prefix, whose) for path in chosen}
     for path, (node, key) in targets.items():
         current = _get(node, key)
         _check_type(f"{prefix}.{path}", current, chosen[path])

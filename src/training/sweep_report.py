@@ -36,10 +36,20 @@ EXIT_BAD_INPUT, EXIT_MISSING = 2, 5
 
 
 def sweep_tags(environ: Mapping[str, str]) -> dict[str, str]:
-    """Tags for a sweep task's run at its start (SWEEP_ID, SWEEP_TASK of the task's
-    environment); empty outside a sweep. For the launcher's run tags."""
+    """Tags for a sweep task's run at its start (SWEEP_ID, SWEEP_TASK, and `sweep.value.<key>`
+    from SWEEP_VALUES, the JSON object of the task's values); empty outside a sweep. For the
+    launcher's run tags: a sweep's runs carry their values before any report links them."""
     sweep_id, label = environ.get("SWEEP_ID", ""), environ.get("SWEEP_TASK", "")
-    return {"sweep.id": sweep_id, "sweep.task": label} if sweep_id else {}
+    if not sweep_id:
+        return {}
+    try:
+        values = json.loads(environ.get("SWEEP_VALUES", "") or "{}")
+    except ValueError:
+        values = {}  # the client writes it; a hand-made task may not: its label still tells
+    tags = {"sweep.id": sweep_id, "sweep.task": label}
+    if isinstance(values, dict):
+        tags.update({f"sweep.value.{key}": str(value) for key, value in values.items()})
+    return tags
 
 
 def group_label(values: Mapping[str, str]) -> str:
@@ -86,13 +96,16 @@ def curve(client: Any, run_id: str) -> dict[int, float]:
 
 
 def summarise(curves: Mapping[str, Sequence[tuple[str, dict[int, float]]]]) -> list[dict]:
-    """Per combination: seeds, final return mean ± std, best iteration, the mean/std curve."""
+    """Per combination: seeds, final return mean ± std, best iteration, the mean/std curve
+    (over the steps every run with metrics has: a run that logged none, e.g. one that failed
+    before its first iteration, is left out of the numbers, not allowed to empty them)."""
     rows = []
     for label, runs in curves.items():
-        finals = [c[max(c)] for _, c in runs if c]
-        steps = sorted(set.intersection(*(set(c) for _, c in runs))) if runs else []
-        means = [statistics.fmean(c[s] for _, c in runs) for s in steps]
-        stds = [statistics.pstdev([c[s] for _, c in runs]) for s in steps]
+        logged = [c for _, c in runs if c]
+        finals = [c[max(c)] for c in logged]
+        steps = sorted(set.intersection(*(set(c) for c in logged))) if logged else []
+        means = [statistics.fmean(c[s] for c in logged) for s in steps]
+        stds = [statistics.pstdev([c[s] for c in logged]) for s in steps]
         best = steps[max(range(len(means)), key=means.__getitem__)] if means else None
         rows.append({"combination": label, "seeds": [seed for seed, _ in runs],
                      "final_mean": statistics.fmean(finals) if finals else float("nan"),

@@ -96,3 +96,46 @@ def test_a_template_without_cfg_overrides_refuses_them(agents, submit):
     result = submit("-t", "InvertedPendulum-v5", "--", "--dry-run", "agent.seed=3")
     assert result.code == 2
     assert "never uses {{ cfg_overrides }}" in result.stderr
+
+
+def test_a_refusal_names_the_backend_whose_cfg_it_checked(agents, submit):
+    """rsl-rl paths against skrl's cfg (the --local default) say so, and how to fix it."""
+    result = submit("--local", "-t", "InvertedPendulum-v5", "--", "--dry-run",
+                    "agent.algorithm.learning_rate=3e-4")
+    assert result.code == 2
+    assert result.stderr.count("\n") == 1
+    assert "(skrl's agent cfg, src/training/agents/skrl; rsl-rl paths need -b rsl_rl)" \
+        in result.stderr
+    result = submit("--local", "-t", "InvertedPendulum-v5", "--", "--dry-run",
+                    "agent.agent.learning_rate=3e-4")
+    assert result.code == 0, result.stderr
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--sweep", "agent.algorithm.learning_rate=fast,slow"),
+     "override agent.algorithm.learning_rate=fast: expected a number like 0.001"),
+    (("--", "agent.algorithm=1"), "override agent.algorithm=1: a section takes a mapping"),
+    (("--", "agent.actor.hidden_dims=64"), "expected a list like [64, 64]"),
+    (("--", "agent.algorithm.num_learning_epochs=2.5"), "expected a whole number like 5"),
+    (("--", "agent.obs_normalization=1"), "expected a bool like True"),
+    (("--", "env.num_envs=four"), "override env.num_envs=four: the env count must be a "
+     "positive whole number"),
+    (("--", "env.num_envs=0"), "the env count must be a positive whole number"),
+    (("--local", "--", "agent.agent.rollouts=8.5"), "expected a whole number like 32 "
+     "(skrl's agent cfg"),
+])
+def test_a_value_that_does_not_fit_is_refused_at_dry_run(agents, submit, argv, message):
+    """What the container would refuse after its GPUs are booked: a word for a number, a
+    value for a section, a fraction for an int."""
+    result = submit("-t", "InvertedPendulum-v5", "--dry-run", *argv)
+    assert result.code == 2
+    assert result.stdout == ""
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_values_that_fit_pass_dry_run(agents, submit):
+    result = submit("-t", "InvertedPendulum-v5", "-q", "--", "--dry-run",
+                    "agent.algorithm.learning_rate=3e-4", "agent.algorithm.gamma=1",
+                    "agent.algorithm.num_learning_epochs=3.0", "agent.actor.hidden_dims=[8]",
+                    "agent.obs_normalization=false", "env.num_envs=3")
+    assert result.code == 0, result.stderr

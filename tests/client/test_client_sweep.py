@@ -38,6 +38,8 @@ def test_a_2x2_sweep_is_one_valid_spec_with_a_task_per_combination(agents, submi
         assert env["WORKFLOW_ID"] == f"{{{{workflow_id}}}}-t{index}"  # its own resume key
         assert env["SWEEP_TASK"] == (f"agent.algorithm.learning_rate="
                                      f"{seen[-1][0]},seed={seen[-1][1]}")
+        assert json.loads(env["SWEEP_VALUES"]) == {  # what the run is tagged with at start
+            "agent.algorithm.learning_rate": seen[-1][0], "seed": seen[-1][1]}
         assert "inputs" not in task  # no task waits for another: they run side by side
     assert seen == [("1e-3", "1"), ("1e-3", "2"), ("3e-4", "1"), ("3e-4", "2")]
     assert len({t["environment"]["SWEEP_ID"] for t in tasks}) == 1
@@ -75,16 +77,21 @@ def test_list_values_keep_their_commas(agents, submit):
         {"agent.actor.hidden_dims": "[32,32]"}, {"agent.actor.hidden_dims": "[64,64]"}]
 
 
-@pytest.mark.parametrize(("sweep", "message"), [
-    ("seed", "bad --sweep 'seed'"),
-    ("seed=1,,2", "every value must be given once"),
-    ("seed=1,1", "every value must be given once"),
-    ("num_envs=4,8", "num_envs is set by a flag"),
-    ("agent.algorithm.learnin_rate=1,2", "did you mean agent.algorithm.learning_rate"),
-    ("seeds=1,2", "unknown template value 'seeds': did you mean seed?"),
+@pytest.mark.parametrize(("sweep", "after", "message"), [
+    ("seed", (), "bad --sweep 'seed'"),
+    ("seed=1,,2", (), "every value must be given once"),
+    ("seed=1,1", (), "every value must be given once"),
+    ("num_envs=4,8", (), "num_envs is set by a flag"),
+    ("agent.algorithm.learnin_rate=1,2", (), "did you mean agent.algorithm.learning_rate"),
+    ("seeds=1,2", (), "unknown template value 'seeds': did you mean seed?"),
+    # the same key swept and given after --: neither may silently win
+    ("seed=1,2", ("seed=5",), "--sweep seed and seed=5 after -- both set seed"),
+    ("agent.algorithm.learning_rate=1e-3,1e-4", ("agent.algorithm.learning_rate=3e-4",),
+     "--sweep agent.algorithm.learning_rate and agent.algorithm.learning_rate=3e-4 after -- "
+     "both set agent.algorithm.learning_rate"),
 ])
-def test_a_bad_sweep_is_one_line_and_exit_2(agents, submit, sweep, message):
-    result = submit("-t", "InvertedPendulum-v5", "--sweep", sweep, "--", "--dry-run")
+def test_a_bad_sweep_is_one_line_and_exit_2(agents, submit, sweep, after, message):
+    result = submit("-t", "InvertedPendulum-v5", "--sweep", sweep, "--", "--dry-run", *after)
     assert result.code == 2
     assert message in result.stderr and result.stderr.count("\n") == 1
 
@@ -119,3 +126,14 @@ def test_a_bad_jobs_count_is_one_line_and_exit_2(agents, submit, flags, message)
     assert result.code == 2 and result.stdout == ""
     assert message in result.stderr and result.stderr.count("\n") == 1
     assert not (agents / ".tmp").exists() and not (agents / ".osmo-inline").exists()
+
+
+def test_sweep_values_with_quotes_arrive_as_written(agents, submit):
+    """SWEEP_VALUES is JSON inside YAML: a quote in a value must not end either."""
+    result = submit("-t", "InvertedPendulum-v5", "-q", "--sweep", "env.name=it's \"x\",b",
+                    "--", "--dry-run")
+    assert result.code == 0, result.stderr
+    assert validate_spec(result.stdout) == []
+    tasks = yaml.safe_load(result.stdout)["workflow"]["tasks"]
+    assert [json.loads(t["environment"]["SWEEP_VALUES"]) for t in tasks] == [
+        {"env.name": "it's \"x\""}, {"env.name": "b"}]

@@ -97,6 +97,20 @@ def test_a_retried_sweep_task_resumes_its_own_run(tmp_path: Path):
 
     before = runs_by_seed()
     assert sorted(before) == ["1", "2"] and all(len(ids) == 1 for ids in before.values())
+    # the report on its own, later, from the record the sweep left
+    (record,) = (repo / ".tmp" / "sweeps").glob("*.json")
+    report = subprocess.run([str(SUBMIT), "--sweep-report", record.stem], cwd=repo,
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stdout + report.stderr
+    lines = report.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("combination"))
+    assert lines[header + 1].split()[:2] == ["(all)", "1,2"] and "±" in lines[header + 1]
+    assert (repo / ".tmp" / "sweeps" / f"{record.stem}.png").is_file()
+    unknown = subprocess.run([str(SUBMIT), "--sweep-report", "sweep-nope"], cwd=repo,
+                             capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr.count("\n") == 1 and "no sweep 'sweep-nope' recorded" in unknown.stderr
+    assert record.stem in unknown.stderr  # the known ids are named
     again = submit(repo, *TINY, "-m", "3", *sweep)  # the retry: same workflow id, more work
     assert again.returncode == 0, again.stdout + again.stderr
     assert runs_by_seed() == before  # no new run, none continued by the other seed
@@ -140,6 +154,8 @@ def test_ctrl_c_during_a_parallel_sweep_stops_every_running_task(tmp_path: Path)
         assert stopped, out + err
         (run,) = [r for r in runs if r.data.tags["workflow_id"].endswith(f"-t{index}")]
         assert run.info.status in ("FAILED", "KILLED")
+        # tagged with its values at its start: no report ran to link them
+        assert run.data.tags["sweep.value.seed"] == str(index + 1)
         stored = {Path(a.path).name for a in client.list_artifacts(run.info.run_id,
                                                                    "checkpoints")}
         assert stopped.group(2) in stored, stored

@@ -78,6 +78,19 @@ def test_a_bad_override_is_refused_before_anything_is_built(given, message):
     assert "\n" not in str(refused.value)
 
 
+def test_a_refusal_in_the_container_names_the_backend_whose_cfg_it_checked():
+    """rsl-rl and skrl agent cfgs differ in shape: the line says which one was read."""
+    from training.backends import skrl
+
+    with pytest.raises(TaskError) as refused:
+        make_env(TASK, backend=skrl, num_envs=2, seed=None, device="cpu",
+                 overrides={"agent.algorithm.learning_rate": "3e-4"})
+    assert str(refused.value).startswith("unknown override agent.algorithm: keys under agent:")
+    assert str(refused.value).endswith("(skrl's agent cfg, training/agents/skrl)")
+    with pytest.raises(TaskError, match=r"\(rsl-rl's agent cfg, training/agents\)$"):
+        _handle(**{"agent.algorithm.learnin_rate": "1"})
+
+
 def test_overrides_apply_to_a_configclass_like_object_by_attribute():
     """Isaac Lab cfgs are (nested) dataclasses: the same paths work by attribute."""
     from dataclasses import dataclass, field
@@ -107,6 +120,65 @@ def test_a_list_for_a_tuple_field_stays_a_tuple():
     assert cfg["init_state"]["pos"] == (0, 0, 2.5)
     assert isinstance(cfg["init_state"]["pos"], tuple)
     assert applied == {"env.init_state.pos": (0, 0, 2.5)}
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ({"agent.algorithm": "1"}, "override agent.algorithm=1: agent.algorithm is a section, "
+     "not a value; override a key below it, e.g. agent.algorithm.learning_rate=..."),
+    ({"agent.algorithm": "[1, 2]"}, "agent.algorithm is a section"),
+    ({"agent.actor.hidden_dims": "64"},
+     "override agent.actor.hidden_dims=64: expected a list like its current value [8, 8]"),
+    ({"agent.algorithm.num_learning_epochs": "2.5"},
+     "override agent.algorithm.num_learning_epochs=2.5: expected an int like its current "
+     "value 5, not a fraction"),
+])
+def test_a_section_list_or_int_keeps_its_shape(given, message):
+    cfg = {"algorithm": {"learning_rate": 1e-3, "num_learning_epochs": 5},
+           "actor": {"hidden_dims": [8, 8]}}
+    with pytest.raises(TaskError) as refused:
+        overrides.apply_overrides(cfg, given, "agent")
+    assert message in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_what_keeps_the_shape_is_taken():
+    """A mapping for a mapping, a list for a list or tuple, an int for a float, a whole
+    float for an int."""
+    cfg = {"algorithm": {"learning_rate": 1e-3, "num_learning_epochs": 5},
+           "actor": {"hidden_dims": [8, 8]}, "pos": (0.0, 1.0)}
+    overrides.apply_overrides(cfg, {
+        "agent.algorithm": "{learning_rate: 0.01, num_learning_epochs: 2}",
+        "agent.actor.hidden_dims": "[4]", "agent.pos": "[1, 2]"}, "agent")
+    assert cfg == {"algorithm": {"learning_rate": 0.01, "num_learning_epochs": 2},
+                   "actor": {"hidden_dims": [4]}, "pos": (1, 2)}
+    overrides.apply_overrides(cfg, {"agent.algorithm.learning_rate": "1",
+                                    "agent.algorithm.num_learning_epochs": "3.0"}, "agent")
+    assert cfg["algorithm"] == {"learning_rate": 1, "num_learning_epochs": 3.0}
+
+
+def test_a_cfg_object_section_takes_no_value():
+    """Isaac Lab's configclass sections (dataclasses): even a dict would replace the object."""
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Algorithm:
+        learning_rate: float = 1e-3
+
+    @dataclass
+    class AgentCfg:
+        algorithm: Algorithm = field(default_factory=Algorithm)
+
+    with pytest.raises(TaskError, match="agent.algorithm is a section"):
+        overrides.apply_overrides(AgentCfg(), {"agent.algorithm": "{learning_rate: 1}"},
+                                  "agent")
+
+
+def test_skrl_refuses_a_scalar_for_a_section_before_anything_is_built():
+    from training.backends import skrl
+
+    with pytest.raises(TaskError, match="agent.agent is a section"):
+        make_env(TASK, backend=skrl, num_envs=2, seed=None, device="cpu",
+                 overrides={"agent.agent": "1"})
 
 
 def test_a_refused_override_changes_nothing():
@@ -145,3 +217,33 @@ def test_an_unknown_key_in_the_container_is_one_line_and_exit_2(tmp_path: Path):
     refusal = [line for line in output.splitlines() if "unknown override" in line]
     assert len(refusal) == 1 and "did you mean agent.algorithm.learning_rate" in refusal[0]
     assert not list((tmp_path / "out").rglob("model_*.pt"))  # nothing was trained
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("backend", "learning_rate"), [
+    ("rsl_rl", "agent.algorithm.learning_rate"), ("skrl", "agent.agent.learning_rate")])
+def test_a_launched_run_logs_its_resolved_cfgs_and_typed_overrides(tmp_path: Path, backend,
+                                                                   learning_rate):
+    """Both backends leave params/env.yaml (the env cfg make_env resolved) and
+    params/agent.yaml, and one `override.*` param per override, typed."""
+    import yaml
+    from launcher_runs import run_id_from
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    given = {learning_rate: "3e-4", "env.num_envs": "3", "env.reset_noise_scale": "0.05",
+             "agent.seed": "9"}
+    env = launcher_env(store, tmp_path / "out", CFG_OVERRIDES=json.dumps(given))
+    done = run_launcher(env, *train_args(1, "--backend", backend), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    client = MlflowClient(store)
+    run_id = run_id_from(done.stdout)
+    params = client.get_run(run_id).data.params
+    assert {k: v for k, v in params.items() if k.startswith("override.")} == {
+        f"override.{learning_rate}": "0.0003", "override.env.num_envs": "3",
+        "override.env.reset_noise_scale": "0.05", "override.agent.seed": "9"}
+    files = Path(client.download_artifacts(run_id, "params", str(tmp_path / "got")))
+    env_cfg = yaml.safe_load((files / "env.yaml").read_text())
+    assert env_cfg == {"id": TASK, "seed": 9, "num_envs": 3, "reset_noise_scale": 0.05}
+    agent_cfg = yaml.safe_load((files / "agent.yaml").read_text())
+    assert "0.0003" in (files / "agent.yaml").read_text() and agent_cfg["seed"] == 9

@@ -9,7 +9,7 @@ The launcher calls exactly::
     handle.max_iterations  # the agent cfg's defaults; the launcher decides what is used
     handle.save_interval
     handle.seed            # the seed the env and the agent use
-    handle.cfg_files       # {"params/env.yaml": ..., "params/agent.yaml": ...} (Isaac Lab)
+    handle.cfg_files       # {"params/env.yaml": ..., "params/agent.yaml": ...}: resolved cfgs
     handle.close()
 
 First the payload's own task packages are imported (:mod:`training.envs.tasks`: every package
@@ -96,7 +96,7 @@ def make_env(
         env_kwargs = {f"env.{key}": value for key, value in env_cfg.items() if key != "num_envs"}
         handle = backend.make_gym_env(task, num_envs=env_cfg["num_envs"], seed=seed,
                                       device=device, overrides={**agent_only, **env_kwargs})
-        return with_env_cfg_file(handle)
+        return with_cfg_files(handle, {"id": task, "seed": handle.seed, **env_cfg})
     if isaaclab_installed():
         from training.envs.isaaclab import make_isaaclab_env
 
@@ -110,18 +110,16 @@ def make_env(
     raise TaskError(f"unknown task {task!r}: {_suggestion(task, list(gymnasium.registry))}")
 
 
-def with_env_cfg_file(handle: EnvHandle) -> EnvHandle:
-    """A gymnasium handle whose run artifacts also hold the env cfg the overrides changed
-    (params/env.yaml beside params/agent.yaml, as for Isaac Lab tasks)."""
-    env_cfg = getattr(handle.env, "cfg", None)
-    if handle.cfg_files or not isinstance(env_cfg, Mapping) or \
-            not isinstance(handle.agent_cfg, Mapping):
-        return handle
+def with_cfg_files(handle: EnvHandle, env_cfg: Mapping[str, Any]) -> EnvHandle:
+    """A gymnasium handle whose run artifacts hold the resolved cfgs, params/env.yaml (the
+    env cfg as make_env resolved it: the backends' wrapped envs do not all carry it) beside
+    params/agent.yaml, as for Isaac Lab tasks."""
     import yaml
 
-    handle.cfg_files = {
-        "params/agent.yaml": yaml.safe_dump(dict(handle.agent_cfg), sort_keys=False),
-        "params/env.yaml": yaml.safe_dump(dict(env_cfg), sort_keys=False)}
+    files = {"params/env.yaml": yaml.safe_dump(dict(env_cfg), sort_keys=False)}
+    if isinstance(handle.agent_cfg, Mapping):
+        files["params/agent.yaml"] = yaml.safe_dump(dict(handle.agent_cfg), sort_keys=False)
+    handle.cfg_files = {**files, **handle.cfg_files}
     return handle
 
 
@@ -200,5 +198,7 @@ def read_agent_cfg(task: str, seed: int | None, library: str = "", *,
     if overrides:
         from training.overrides import apply_overrides
 
-        apply_overrides(neutral, overrides, "agent")
+        directory = f"training/agents/{library}" if library else "training/agents"
+        apply_overrides(neutral, overrides, "agent",
+                        whose=f"{library or 'rsl-rl'}'s agent cfg, {directory}")
     return neutral

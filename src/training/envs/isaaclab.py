@@ -46,7 +46,8 @@ def make_isaaclab_env(
         from training.overrides import apply_overrides
 
         apply_overrides(env_cfg, overrides, "env")
-        apply_overrides(agent_cfg, overrides, "agent")
+        apply_overrides(agent_cfg, overrides, "agent",
+                        whose=f"{backend.NAME}'s agent cfg for {task}")
     if backend.NAME == "rsl_rl":
         agent_cfg = compat.adapt_rsl_rl_cfg(agent_cfg, backend.versions()["rsl_rl_version"])
     params = compat.params_texts(env_cfg, agent_cfg)
