@@ -120,7 +120,9 @@ def evaluation_video_settings(config: RunConfig) -> VideoSettings | None:
     """--evaluate --video: one video from the evaluation's first step, in a folder of its own
     under ``<output>/videos/`` (evaluations into one output directory keep their files). The
     interval is beyond any evaluation (MAX_EVAL_STEPS iterations), so an Isaac Lab env's
-    recorder starts once, at step 0."""
+    recorder starts once, at the first step (2.x RecordVideo's step trigger at step 0; 3.0's
+    ``VideoRecorder``, ``isaaclab/envs/utils/video_recorder.py``, at effective step 1 and every
+    ``video_interval`` after, and it writes a clip in progress on ``close``)."""
     from training import video
 
     settings = video.settings_for(config) if config.run_mode == "evaluate" else None
