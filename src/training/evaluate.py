@@ -37,6 +37,8 @@ from training.store import StoreFailure
 if TYPE_CHECKING:
     from training.app import App
     from training.backends.base import Backend, Checkpoint, EpisodeEnv
+    from training.envs import EnvHandle
+    from training.video import VideoSettings
 
 # Vector-env steps an evaluation may take before it gives up (a task without a time limit).
 MAX_EVAL_STEPS = 100_000
@@ -68,9 +70,10 @@ def run_checkpoint_mode(config: RunConfig, app: App, download_dir: Path) -> int:
     config = with_task(config, source.get("task"))
     device = config.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
     num_envs = min(config.num_envs, config.eval_episodes) if config.run_mode == "evaluate" else 1
+    videos = evaluation_video_settings(config)
     env_handle = make_env(config.task, backend=backend, num_envs=num_envs, seed=config.seed,
                           device=device, task_modules=config.task_modules,
-                          overrides=config.overrides)
+                          overrides=config.overrides, video=videos)
     try:
         tags = {**run_tags(config, backend, checkpoint, source), **app.versions()}
         if config.run_mode == "export":
@@ -83,8 +86,8 @@ def run_checkpoint_mode(config: RunConfig, app: App, download_dir: Path) -> int:
                      "eval/episodes": float(len(returns))}
             _store(lambda: client.log_batch(run_id, metrics=_metrics(stats)),
                    f"cannot log the evaluation metrics of run {run_id}")
-            if config.video:
-                evaluation_video(config, policy, env_handle.kind, device, client, run_id)
+            if videos is not None:
+                evaluation_video(config, videos, policy, env_handle, device, client, run_id)
         print(f"evaluated {config.checkpoint_uri} on {config.task}: {len(returns)} episodes, "
               f"return {_spread(stats, 'return', '.1f')}, length "
               f"{_spread(stats, 'length', '.0f')}; run {run_id}", flush=True)
@@ -115,26 +118,43 @@ def backend_that_reads(path: Path, configured: str) -> str:
     return configured
 
 
-def evaluation_video(config: RunConfig, policy: Any, env_kind: str, device: str,
-                     client: Any, run_id: str) -> None:
-    """--video: the evaluated policy on a render env of the task (training.video), as
-    ``videos/evaluation.mp4`` of the evaluation run and under the output directory. Nothing
-    renders here: one line, the evaluation stands."""
+def evaluation_video_settings(config: RunConfig) -> VideoSettings | None:
+    """--evaluate --video: one video from the evaluation's first step, in a folder of its own
+    under ``<output>/videos/`` (evaluations into one output directory keep their files). The
+    interval is beyond any evaluation (MAX_EVAL_STEPS iterations), so an Isaac Lab env's
+    recorder starts once, at the first step (2.x RecordVideo's step trigger at step 0; 3.0's
+    ``VideoRecorder``, ``isaaclab/envs/utils/video_recorder.py``, at effective step 1 and every
+    ``video_interval`` after, and it writes a clip in progress on ``close``)."""
+    from training import video
+
+    settings = video.settings_for(config) if config.run_mode == "evaluate" else None
+    return None if settings is None else dataclasses.replace(settings, interval=MAX_EVAL_STEPS)
+
+
+def evaluation_video(config: RunConfig, settings: VideoSettings, policy: Any,
+                     env_handle: EnvHandle, device: str, client: Any, run_id: str) -> None:
+    """--video: the evaluated policy as a video under ``videos/`` of the evaluation run and in
+    ``settings.folder``. gymnasium tasks: ``evaluation.mp4``, rendered on a render env of the
+    task (training.video); Isaac Lab tasks: what the evaluated env recorded while it stepped
+    (made by make_env with ``settings``, as for training: 2.x RecordVideo, 3.0 the env's own
+    recorders), saved by closing the env. Nothing renders here: one line, the evaluation
+    stands."""
     import torch
 
     from training import video
 
-    if env_kind != "gymnasium":  # an Isaac Lab env records while it steps (training only)
-        print("video: evaluation videos are recorded for gymnasium tasks only; "
-              "train with --video for videos of an Isaac Lab task", file=sys.stderr, flush=True)
+    upload = video.upload_to(client, run_id)
+    if env_handle.kind == "isaaclab":
+        env_handle.close()  # a recording still in progress is written when the env closes
+        video.FolderVideos(env_handle.video_folders, upload,
+                           announce="the evaluated policy").close(lambda: 0.0)
         return
-    path = config.output_dir / "videos" / "evaluation.mp4"
-    path.parent.mkdir(parents=True, exist_ok=True)
 
     def act(obs: Any) -> Any:
         with torch.inference_mode():
             return policy.module(obs.to(device)).cpu()
 
+    path = settings.folder / "evaluation.mp4"
     try:
         made = video.record_video(act, config.task, path, length=config.video_length,
                                   seed=config.seed or 0)
@@ -142,10 +162,9 @@ def evaluation_video(config: RunConfig, policy: Any, env_kind: str, device: str,
         print(f"video: {error}; the evaluation stands without a video", file=sys.stderr,
               flush=True)
         return
-    _store(lambda: client.log_artifact(run_id, str(made.path), artifact_path="videos"),
-           f"cannot log the evaluation video of run {run_id}")
-    print(f"video: the evaluated policy: {made.path} (MLflow artifact "
-          f"runs:/{run_id}/videos/{made.path.name})", flush=True)
+    uri = _store(lambda: upload(made.path), f"cannot log the evaluation video of run {run_id}")
+    print(f"video: the evaluated policy: {made.path.resolve()} (MLflow artifact {uri})",
+          flush=True)
 
 
 def export(config: RunConfig, backend: Backend, checkpoint: Checkpoint, env_handle: Any,

@@ -106,7 +106,7 @@ class TrackedRun:
                 self.client, self.run_id, ready=self._metrics_handled_before)
             self._videos = video.training_videos(
                 config, self.env_handle, client=self.client, run_id=self.run_id,
-                log_dir=self.log_dir, device=self.device, max_iterations=self.max_iterations)
+                log_dir=self.log_dir, max_iterations=self.max_iterations)
         except BaseException:
             self._close()
             raise

@@ -26,14 +26,16 @@ after the last is recorded (``videos/iteration_<n>.mp4``, ``n`` iterations done,
 ``model_<n>.pt``). Rendering on a CPU is slow (seconds per video), so it never runs on the
 training thread:
 
-- **gymnasium tasks**: at the iteration boundary the process forks; the child, a copy-on-write
-  snapshot of the trainer at that moment, asks the backend for its deterministic policy
-  (``TrainHooks.policy_ready``), renders at the lowest CPU priority and exits, while training
-  goes on. Forking needs no pickling (skrl's model classes are generated at run time and do
-  not pickle) and no imports, and a renderer that crashes takes only the child with it. At most
-  one mid-run video renders at a time (a trigger while one renders is skipped); the final one
-  always starts. The end of the run waits for it (bounded) and uploads it. With the policy on
-  a GPU (a forked child cannot use CUDA) only the final video is recorded, after training.
+- **gymnasium tasks**: at the iteration boundary the launcher takes a CPU copy of the
+  deterministic policy (``TrainHooks.policy_ready``: the actor with its normaliser, a small
+  MLP: 2-3 ms on this CPU) and forks; the child renders with that copy at the lowest CPU
+  priority and exits, while training goes on. The child touches only the CPU copy, never the
+  training device, so this holds whatever the device: a policy training on a GPU is recorded
+  mid-run too (the child must not use CUDA, and has nothing on it). Forking needs no pickling
+  (skrl's model classes are generated at run time and do not pickle) and no imports, and a
+  renderer that crashes takes only the child with it. At most one mid-run video renders at a
+  time (a trigger while one renders is skipped); the final one always starts. The end of the
+  run waits for it (bounded) and uploads it.
 - **Isaac Lab tasks** (the app started with cameras, as Isaac Lab's train scripts force with
   ``--video``): the training env records, as those scripts make it (2.x: gymnasium's
   ``RecordVideo``, :func:`record_isaaclab_env`; 3.0: the env's own recorders; see
@@ -71,6 +73,7 @@ INSTALL_HINT = ("to render headless install PyOpenGL (pip install PyOpenGL) and 
 # How long the end of a run waits for the last video to render and upload.
 FINAL_VIDEO_TIMEOUT_S = 300.0
 UPLOAD_TIMEOUT_S = 60.0
+TRAINED = "the trained policy"  # what the last line names (quickstart.sh shows it)
 
 Policy = Callable[[Any], Any]
 
@@ -266,11 +269,11 @@ NO_VIDEOS = NoVideos()
 
 
 def training_videos(config: Any, env_handle: Any, *, client: Any, run_id: str, log_dir: Path,
-                    device: str, max_iterations: int) -> NoVideos:
+                    max_iterations: int) -> NoVideos:
     """The session's one call: NO_VIDEOS without --video, else the recorder for this task."""
     if not config.video:
         return NO_VIDEOS
-    upload = _uploader(client, run_id)
+    upload = upload_to(client, run_id)
     if env_handle.kind == "isaaclab":  # the env records (training.envs.isaaclab_compat)
         return FolderVideos(tuple(env_handle.video_folders), upload)
     from training.envs import resolve_gym_env_cfg
@@ -281,11 +284,10 @@ def training_videos(config: Any, env_handle: Any, *, client: Any, run_id: str, l
     settings = VideoSettings(length=config.video_length, interval=config.video_interval,
                              folder=log_dir / ARTIFACT_PATH)
     return ForkedVideos(settings, task=config.task, env_kwargs=env_kwargs, seed=env_handle.seed,
-                        forkable=device == "cpu", max_iterations=max_iterations,
-                        upload=upload)
+                        max_iterations=max_iterations, upload=upload)
 
 
-def _uploader(client: Any, run_id: str) -> Callable[[Path], str]:
+def upload_to(client: Any, run_id: str) -> Callable[[Path], str]:
     """path -> its runs:/ URI once logged under videos/ (retried; the store's last error)."""
     from training.store import retry, within
 
@@ -305,8 +307,8 @@ def _say(line: str) -> None:
 class _Uploads:
     """What was uploaded, and the one line for a failure to render (then videos stop)."""
 
-    def __init__(self, upload: Callable[[Path], str]) -> None:
-        self._upload = upload
+    def __init__(self, upload: Callable[[Path], str], announce: str) -> None:
+        self._upload, self._announce = upload, announce
         self.lock = threading.Lock()
         self.uploaded: dict[Path, str] = {}  # file -> runs:/ URI
         self.disabled = False
@@ -334,7 +336,7 @@ class _Uploads:
             if not self.uploaded:
                 return
             path, uri = max(self.uploaded.items(), key=lambda item: _iteration_of(item[0]))
-        _say(f"the trained policy: {path.resolve()} (MLflow artifact {uri})")
+        _say(f"{self._announce}: {path.resolve()} (MLflow artifact {uri})")
 
 
 def _iteration_of(path: Path) -> int:
@@ -348,20 +350,15 @@ class ForkedVideos(NoVideos):
     """gymnasium tasks: each video renders in a forked child (see the module doc)."""
 
     def __init__(self, settings: VideoSettings, *, task: str, env_kwargs: Mapping[str, Any],
-                 seed: int, forkable: bool, max_iterations: int,
-                 upload: Callable[[Path], str]) -> None:
+                 seed: int, max_iterations: int, upload: Callable[[Path], str]) -> None:
         self.settings, self.task, self.folder = settings, task, settings.folder
         self.env_kwargs, self.seed = dict(env_kwargs), seed
-        self.forkable, self.max_iterations = forkable, max_iterations
-        self._uploads = _Uploads(upload)
+        self.max_iterations = max_iterations
+        self._uploads = _Uploads(upload, TRAINED)
         self._current_policy: Callable[[], Policy] | None = None
         self._children: dict[int, threading.Thread] = {}  # pid -> its watcher
         self._mid_run: int | None = None  # the pid of the mid-run video rendering now
         self._given_up: set[int] = set()  # killed by close or abort: nothing to report
-        self._final_after_training = False
-        if not forkable:
-            _say("the policy is not on the CPU: only the final policy is recorded, after "
-                 "training")
 
     def policy_ready(self, current_policy: Callable[[], Policy]) -> None:
         self._current_policy = current_policy
@@ -373,16 +370,20 @@ class ForkedVideos(NoVideos):
             return
         if self._uploads.disabled or self._current_policy is None:
             return
-        if not self.forkable:
-            self._final_after_training = final
-            return
         if not final and self._mid_run is not None:
             return  # the last one is still rendering: skip this one, keep the cost bounded
-        pid = self._fork(done, final)
-        if pid is not None and not final:
+        from training.store import first_line
+
+        try:
+            policy = self._current_policy()  # a CPU copy: the child never sees the trainer's
+        except Exception as error:  # noqa: BLE001 -- a video is not worth the run
+            _say(f"iteration_{done}.mp4 not recorded: no copy of the policy ({first_line(error)})")
+            return
+        pid = self._fork(done, final, policy)
+        if not final:
             self._mid_run = pid
 
-    def _fork(self, done: int, final: bool) -> int | None:
+    def _fork(self, done: int, final: bool, policy: Policy) -> int:
         path = self.folder / f"iteration_{done}.mp4"
         read_fd, write_fd = os.pipe()
         with warnings.catch_warnings():  # 3.12+: "multi-threaded, fork may deadlock": the
@@ -390,7 +391,7 @@ class ForkedVideos(NoVideos):
             pid = os.fork()
         if pid == 0:  # the child: never returns
             os.close(read_fd)
-            self._child(write_fd, path, nice=0 if final else 19)
+            self._child(write_fd, path, policy, nice=0 if final else 19)
         os.close(write_fd)
         watcher = threading.Thread(target=self._watch, args=(pid, read_fd, path),
                                    name=path.stem, daemon=True)
@@ -398,7 +399,7 @@ class ForkedVideos(NoVideos):
         watcher.start()
         return pid
 
-    def _child(self, write_fd: int, path: Path, *, nice: int) -> None:
+    def _child(self, write_fd: int, path: Path, policy: Policy, *, nice: int) -> None:
         """Render, report one JSON line through the pipe, and leave at once with os._exit: no
         atexit hook, no flush of the parent's buffers, no lock another thread of the parent
         held at fork time (MLflow's senders) is ever taken here."""
@@ -413,8 +414,7 @@ class ForkedVideos(NoVideos):
             import torch
 
             torch.set_num_threads(1)  # no OpenMP pool inherited in a half-forked state
-            assert self._current_policy is not None
-            video = record_video(self._current_policy(), self.task, path,
+            video = record_video(policy, self.task, path,
                                  length=self.settings.length, seed=self.seed,
                                  env_kwargs=self.env_kwargs)
             report, code = {"ok": True, "frames": video.frames}, 0
@@ -450,8 +450,6 @@ class ForkedVideos(NoVideos):
 
     def close(self, deadline: Callable[[], float]) -> None:
         """After the last iteration: the final video rendered and uploaded (until deadline)."""
-        if self._final_after_training and not self._uploads.disabled:
-            self._record_here()
         bounded = min(deadline(), time.monotonic() + FINAL_VIDEO_TIMEOUT_S)
         # The final video first; a mid-run one still rendering at the lowest priority gets no
         # extra time (on a busy machine it may never have had a CPU): it is given up.
@@ -468,19 +466,6 @@ class ForkedVideos(NoVideos):
         self._children.clear()
         self._uploads.announce_last()
 
-    def _record_here(self) -> None:
-        """The final video in this process: training is over, so the backend may move its
-        policy (to the CPU) freely."""
-        assert self._current_policy is not None
-        path = self.folder / f"iteration_{self.max_iterations}.mp4"
-        try:
-            record_video(self._current_policy(), self.task, path, length=self.settings.length,
-                         seed=self.seed, env_kwargs=self.env_kwargs)
-        except RenderUnavailable as error:
-            self._uploads.cannot_render(str(error))
-            return
-        self._uploads.upload(path)
-
     def abort(self) -> None:
         """The run ends otherwise (a stop signal, a failure): end any child still rendering."""
         for pid in list(self._children):
@@ -494,9 +479,10 @@ class FolderVideos(NoVideos):
     the env's own recorders on 3.0; both write them whole within an env step, so a file seen
     at an iteration boundary is complete; ``*.partial.mp4``: ours, still being written)."""
 
-    def __init__(self, folders: tuple[Path, ...], upload: Callable[[Path], str]) -> None:
+    def __init__(self, folders: tuple[Path, ...], upload: Callable[[Path], str], *,
+                 announce: str = TRAINED) -> None:
         self.folders = folders
-        self._uploads = _Uploads(upload)
+        self._uploads = _Uploads(upload, announce)
         self._seen: set[Path] = set()
 
     def after_iteration(self, iteration: int) -> None:

@@ -205,6 +205,35 @@ def test_evaluation_beats_a_random_policy_and_is_logged(mlflow_server: MlflowSer
     assert second[0].rsplit("; run ", 1)[0] == summary[0].rsplit("; run ", 1)[0]
 
 
+def test_evaluate_with_video_logs_a_video_of_the_policy_per_evaluation(
+        mlflow_server: MlflowServer, trained, tmp_path: Path) -> None:
+    """--evaluate --video: a real mp4 (MuJoCo through Mesa's EGL, H.264) under the evaluation
+    run's videos/ and on disk where the last video line says; a second evaluation into the
+    same output directory keeps the first one's file."""
+    import imageio.v3 as iio
+
+    client = _client(mlflow_server.url)
+    source = f"runs:/{trained['run_id']}/checkpoints/final"
+    files = []
+    for _ in range(2):
+        result = _evaluate(mlflow_server, tmp_path, "--mode", "evaluate", "--checkpoint-uri",
+                           source, "--episodes", "2", "--video", "--video-length", "12")
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        eval_run_id = result.stdout.rsplit("; run ", 1)[1].split()[0]
+        lines = [line for line in result.stdout.splitlines() if line.startswith("video: ")]
+        uri = f"runs:/{eval_run_id}/videos/evaluation.mp4"
+        assert len(lines) == 1 and lines[0].endswith(f" (MLflow artifact {uri})"), lines
+        path = Path(lines[0].removeprefix("video: the evaluated policy: ").split(" (MLflow")[0])
+        assert artifact_names(client, eval_run_id, "videos") == {"evaluation.mp4"}
+        logged = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "dl")))
+        for video in (path, logged):
+            frames = np.stack(list(iio.imiter(video)))
+            assert iio.immeta(video)["codec"] == "h264"
+            assert frames.shape == (12, 240, 320, 3) and frames[0].std() > 5
+        files.append(path)
+    assert files[0] != files[1] and all(path.is_file() for path in files)
+
+
 def test_the_checkpoint_chooses_the_backend_that_acts_with_it(
         mlflow_server: MlflowServer, trained_rsl_rl, tmp_path: Path) -> None:
     # An rsl-rl checkpoint evaluated where TRAINING_BACKEND says skrl (a local run's default):

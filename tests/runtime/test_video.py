@@ -68,6 +68,8 @@ def test_each_backend_version_hands_out_a_deterministic_policy(library, version:
     scenario = json.loads((tmp_path / "scenario.json").read_text())
     assert scenario["version"] == version
     assert scenario["actions"] == [1, 1] and scenario["same"], scenario
+    # taken mid-run it is a CPU copy: what trains on afterwards does not reach the video
+    assert scenario["on_cpu"] and scenario["copy_unchanged"] and scenario["trained_on"], scenario
     _assert_a_video(Path(scenario["video"]), 12, 96, 64)
 
 
@@ -160,7 +162,7 @@ def test_isaaclab_2x_wraps_with_record_video_only_with_video(
     from gymnasium.wrappers import RecordVideo
 
     from training.envs import isaaclab_compat as compat
-    from training.video import FolderVideos, VideoSettings, _uploader
+    from training.video import FolderVideos, VideoSettings, upload_to
 
     made: list[dict] = []
     real_make = gymnasium.make
@@ -188,9 +190,56 @@ def test_isaaclab_2x_wraps_with_record_video_only_with_video(
     client = MlflowClient(mlflow_server.url)
     experiment = client.create_experiment(f"isaaclab-2x-{uuid.uuid4().hex[:8]}")
     run_id = client.create_run(experiment).info.run_id
-    FolderVideos(folders, _uploader(client, run_id)).after_iteration(1)
+    FolderVideos(folders, upload_to(client, run_id)).after_iteration(1)
     env.close()
     logged = sorted(Path(f.path).name for f in client.list_artifacts(run_id, "videos"))
     assert logged == ["train-step-0.mp4", "train-step-10.mp4"]
     for name in logged:  # upstream's RecordVideo stops once it holds more than video_length
         _assert_a_video(settings.folder / name, 7, 64, 48)
+
+
+@pytest.mark.slow
+def test_isaaclab_2x_evaluation_records_from_the_first_step(
+        monkeypatch: pytest.MonkeyPatch, mlflow_server: MlflowServer, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--evaluate --video of an Isaac Lab 2.x task: the evaluated env records as in training
+    (RecordVideo, from step 0 and once: the interval is beyond any evaluation), the video still
+    in progress when the episodes end is saved by closing the env and logged under the
+    evaluation run's videos/. Stand-ins as in the 2.x test above."""
+    import gymnasium
+
+    from training.config import parse_config
+    from training.envs import EnvHandle
+    from training.envs import isaaclab_compat as compat
+    from training.evaluate import MAX_EVAL_STEPS, evaluation_video, evaluation_video_settings
+
+    real_make = gymnasium.make
+    monkeypatch.setattr(compat, "release", lambda: "2.2")
+    monkeypatch.setattr(compat, "single_agent", lambda env: env)
+    monkeypatch.setattr(gymnasium, "make", lambda task, cfg, **kwargs: real_make(
+        TASK, width=64, height=48, **kwargs))
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    config = parse_config(["--mode", "evaluate", "--task", "Isaac-Cartpole-v0", "--video",
+                           "--video-length", "30", "--checkpoint-uri", "runs:/0/checkpoints/final"],
+                          {"TRAINING_OUTPUT_DIR": str(tmp_path / "out")})
+    settings = evaluation_video_settings(config)
+    assert settings is not None and settings.folder.parent == tmp_path / "out" / "videos"
+    # as make_isaaclab_env computes it (interval x steps per iteration; 16 here)
+    env, folders = compat.make_task_env(config.task, object(), settings,
+                                        every_steps=settings.interval * 16)
+    handle = EnvHandle(env=env, agent_cfg={}, kind="isaaclab", max_iterations=1,
+                       save_interval=1, seed=0, _close=env.close, video_folders=folders)
+    env.reset(seed=0)
+    for _ in range(20):  # the evaluation's episodes end before video_length frames
+        env.step(env.action_space.sample())
+    assert MAX_EVAL_STEPS < settings.interval * 16  # no second recording ever starts
+    client = MlflowClient(mlflow_server.url)
+    run_id = client.create_run(client.create_experiment(f"eval-{uuid.uuid4().hex[:8]}")
+                               ).info.run_id
+    evaluation_video(config, settings, None, handle, "cpu", client, run_id)
+    assert handle.closed
+    logged = sorted(Path(f.path).name for f in client.list_artifacts(run_id, "videos"))
+    assert logged == ["train-step-0.mp4"]
+    _assert_a_video(settings.folder / logged[0], 20, 64, 48)  # one frame per step taken
+    assert (f"video: the evaluated policy: {(settings.folder / logged[0]).resolve()} (MLflow "
+            f"artifact runs:/{run_id}/videos/train-step-0.mp4)") in capsys.readouterr().out

@@ -20,12 +20,35 @@ class NormalizedActor(torch.nn.Module):
         super().__init__()
         if not isinstance(normalizer, torch.nn.Module):  # e.g. skrl's _empty_preprocessor
             normalizer = torch.nn.Identity()
-        self.normalizer = copy.deepcopy(normalizer).cpu()
-        self.actor = copy.deepcopy(actor).cpu()
+        self.normalizer = cpu_copy(normalizer)
+        self.actor = cpu_copy(actor)
         self.eval()
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(self.normalizer(obs))
+
+
+def cpu_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of ``module`` wholly on the CPU: its parameters and buffers, and also the
+    plain tensor attributes and ``device`` attributes ``Module.cpu`` leaves alone (skrl's
+    models keep their action limits as plain tensors on the training device and a ``device``
+    they allocate on): using the copy never touches the training device (a forked video
+    renderer must not touch CUDA). What the module keeps of its last forward pass in training
+    (skrl's ``_g_distribution``, tensors with a graph, which do not deep-copy) becomes None in
+    the copy: its next forward pass sets it again."""
+    last_pass = {id(value): None for sub in module.modules() for value in vars(sub).values()
+                 if isinstance(value, torch.distributions.Distribution)
+                 or (isinstance(value, torch.Tensor) and not value.is_leaf)}
+    copied = copy.deepcopy(module, last_pass).cpu()
+    cpu = torch.device("cpu")
+    for sub in copied.modules():
+        attributes = vars(sub)
+        for name, value in list(attributes.items()):
+            if isinstance(value, torch.Tensor) and value.device != cpu:
+                attributes[name] = value.cpu()
+        if isinstance(attributes.get("device"), torch.device):
+            attributes["device"] = cpu
+    return copied
 
 
 def make_policy(module: torch.nn.Module, onnx_module: torch.nn.Module, *, scriptable: bool,

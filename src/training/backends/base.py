@@ -115,10 +115,11 @@ class TrainHooks:
     on_checkpoint: Callable[[int, Path], None] = lambda it, path: None
     # Polled at iteration boundaries; True asks the backend to save and return early.
     should_stop: Callable[[], bool] = field(default=lambda: False)
-    # Once, before the first iteration: a function returning the current deterministic policy
-    # (float32 observation tensor (1, obs_dim) -> action) on the CPU. It may switch the
-    # library's modules to eval mode and move them: call it only where training is over or in
-    # a copy of the process (training.video renders in a forked child).
+    # Once, before the first iteration: a function returning a CPU copy of the current
+    # deterministic policy (a torch module: float32 observation tensor (N, obs_dim) -> action
+    # (N, action_dim)), its observation normaliser included. Taking it leaves the library's
+    # modules as they are (mode, device), so it may be called at any iteration boundary, and
+    # training on does not change the copy (training.video hands it to a forked renderer).
     policy_ready: Callable[[Callable[[], Callable[[Any], Any]]], None] = \
         lambda current_policy: None
 

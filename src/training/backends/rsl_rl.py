@@ -260,14 +260,6 @@ def build_runner(
     return runner
 
 
-def inference_policy(runner: OnPolicyRunner) -> Any:
-    """The runner's deterministic policy on the CPU, as a function of a plain observation
-    tensor: rsl-rl's own ``get_inference_policy`` (eval mode, moved to the CPU: see
-    TrainHooks.policy_ready), fed the observations packed for the installed version."""
-    policy = runner.get_inference_policy(device="cpu")
-    return lambda obs: policy(compat.pack_observations(obs, for_step=True))
-
-
 def random_episode_starts(agent_cfg: dict[str, Any]) -> bool:
     """Isaac Lab 3.0 agent cfgs carry ``init_at_random_ep_len`` (False for some tasks); 2.x
     cfgs and ours do not, and their train scripts pass True."""
@@ -292,7 +284,7 @@ def train(
         return TrainResult(start, start, init.path if init is not None else None)
     save_every = max(1, save_interval)
     runner.attach(log_dir=log_dir, hooks=hooks, save_every=save_every, last=max_iterations)
-    hooks.policy_ready(lambda: inference_policy(runner))
+    hooks.policy_ready(lambda: compat.inference_module(runner))
     stopped = hooks.should_stop()
     if stopped:  # asked to stop before the first iteration: nothing new to save
         return TrainResult(start, start, init.path if init is not None else None, True)

@@ -304,16 +304,25 @@ def export_modules(runner: Any) -> tuple[torch.nn.Module, torch.nn.Module, bool,
     the normaliser is ``policy.actor_obs_normalizer`` in 3.x and the runner's
     ``obs_normalizer`` (Identity when off) in 2.3.3, as their ``get_inference_policy`` uses.
     """
-    from training.backends.actor_module import NormalizedActor
-
     if MAJOR >= 4:
         actor = runner.alg.get_policy()
         return (actor.as_jit(), actor.as_onnx(verbose=False), True,
                 f"rsl_rl {RSL_RL_VERSION} MLPModel.as_jit/as_onnx")
+    module = inference_module(runner)
+    return module, module, True, f"rsl_rl {RSL_RL_VERSION} actor + observation normaliser"
+
+
+def inference_module(runner: Any) -> torch.nn.Module:
+    """A CPU copy of the runner's deterministic actor with its observation normaliser, in eval
+    mode (what :func:`export_modules` exports): taking it changes nothing in the runner, and
+    training on afterwards does not change it (TrainHooks.policy_ready)."""
+    from training.backends.actor_module import NormalizedActor, cpu_copy
+
+    if MAJOR >= 4:  # as_jit: copies of the normaliser, the MLP and the distribution's mean
+        return cpu_copy(runner.alg.get_policy().as_jit()).eval()
     policy = runner.alg.policy
     normalizer = policy.actor_obs_normalizer if MAJOR == 3 else runner.obs_normalizer
-    module = NormalizedActor(normalizer, policy.actor)
-    return module, module, True, f"rsl_rl {RSL_RL_VERSION} actor + observation normaliser"
+    return NormalizedActor(normalizer, policy.actor)
 
 
 def policy_observations(observations: Any) -> torch.Tensor:

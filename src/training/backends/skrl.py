@@ -267,18 +267,26 @@ class MeanAction(torch.nn.Module):
         return outputs["mean_actions"]
 
 
+def mean_action_module(agent: Any) -> torch.nn.Module:
+    """A CPU copy of the agent's deterministic policy (observation preprocessor, then the
+    policy's mean action), in eval mode; the agent itself is left as it is, so it may be taken
+    while it trains (TrainHooks.policy_ready)."""
+    from training.backends.actor_module import NormalizedActor
+
+    return NormalizedActor(compat.observation_preprocessor(agent), MeanAction(agent.policy))
+
+
 def policy_from_checkpoint(checkpoint: Checkpoint, env_handle: EnvHandle, *,
                            device: str) -> Policy:
     """The checkpoint's policy and observation preprocessor, loaded into an agent built for
     ``env_handle`` as a warm start loads them (CheckpointError when the shapes differ).
     skrl builds its models from generated code: they are traced, not scripted."""
-    from training.backends.actor_module import NormalizedActor, make_policy
+    from training.backends.actor_module import make_policy
 
     with tempfile.TemporaryDirectory() as log_dir:
         training = build_training(env_handle, log_dir=Path(log_dir), init=checkpoint,
                                   mode="warm-start")
-    agent = training.agent
-    module = NormalizedActor(compat.observation_preprocessor(agent), MeanAction(agent.policy))
+    module = mean_action_module(training.agent)
     return make_policy(module, module, scriptable=False,
                        exporter=f"skrl {SKRL_VERSION} policy mean + observation preprocessor")
 
@@ -415,7 +423,7 @@ def train(
     if hooks.should_stop():  # asked to stop before the first iteration: nothing new to save
         return TrainResult(start, start, init.path if init is not None else None, True)
     stopped = False
-    hooks.policy_ready(lambda: compat.mean_action_policy(training.agent))
+    hooks.policy_ready(lambda: mean_action_module(training.agent))
     try:
         training.run(max_iterations=max_iterations, save_every=max(1, save_interval),
                      hooks=hooks)

@@ -8,8 +8,8 @@
 Trainer length: 1.4.3 ``trainer.timesteps`` (and a start offset ``initial_timestep``), 2.x
 ``trainer.cfg.timesteps`` (no offset). ``agent.init(trainer_cfg)`` is keyword-only in 2.x;
 ``act(states, timestep, timesteps)`` became ``act(observations, states, timestep=,
-timesteps=)`` (skrl's own trainer calls them; here only :func:`mean_action_policy`, for
-videos).
+timesteps=)`` (skrl's own trainer calls them; our deterministic policy calls the policy
+model's ``act``, the same in both).
 
 Also: 1.4.3's Runner prints every model's source code; ``write_tracking_data`` and the
 writer's ``add_scalar`` take positional arguments in 1.4.3 and keywords in 2.x; model inputs
@@ -185,30 +185,3 @@ def observation_preprocessor(agent: Any) -> Any:
     observations: ``_state_preprocessor`` in 1.4.3, ``_observation_preprocessor`` in 2.x (whose
     ``_state_preprocessor`` is for the env state). A method (skrl's empty one) when off."""
     return agent._observation_preprocessor if MAJOR >= 2 else agent._state_preprocessor
-# --- the policy --------------------------------------------------------------------------------
-
-
-def mean_action_policy(agent: Any) -> Any:
-    """The agent's deterministic policy as a function of a CPU observation tensor: the mean
-    action of its policy model, as Isaac Lab's skrl play script takes it
-    (``outputs = runner.agent.act(obs, timestep=0, timesteps=0)``, then
-    ``outputs[-1].get("mean_actions", outputs[0])``). The agent goes to evaluation mode
-    (1.4.3 ``set_running_mode("eval")`` and ``set_mode("eval")``, 2.x
-    ``enable_training_mode(False, apply_to_models=True)``); ``act`` is 1.4.3's
-    ``act(states, timestep, timesteps)`` -> (actions, log_prob, outputs), 2.x's
-    ``act(observations, states, timestep=, timesteps=)`` -> (actions, outputs)."""
-    if MAJOR >= 2:
-        agent.enable_training_mode(False, apply_to_models=True)
-    else:
-        agent.set_running_mode("eval")
-        agent.set_mode("eval")
-
-    def policy(obs: Any) -> Any:
-        obs = obs.to(agent.device)
-        if MAJOR >= 2:
-            outputs = agent.act(obs, None, timestep=0, timesteps=0)
-        else:
-            outputs = agent.act(obs, timestep=0, timesteps=0)
-        return outputs[-1].get("mean_actions", outputs[0]).cpu()
-
-    return policy

@@ -63,9 +63,13 @@ class EnvHandle:
     cfg_files: dict[str, str] = field(default_factory=dict)
     # Isaac Lab with --video: the folders the env's recorders write mp4 files into.
     video_folders: tuple[Path, ...] = ()
+    closed: bool = False
 
     def close(self) -> None:
-        self._close()
+        """Close the env once (an evaluation closes it early: its recorders save on close)."""
+        if not self.closed:
+            self.closed = True
+            self._close()
 
 
 def isaaclab_installed() -> bool:
