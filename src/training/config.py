@@ -116,6 +116,15 @@ class RunConfig:
     def uses_checkpoint(self) -> bool:
         return self.checkpoint_mode != "from-scratch"
 
+    def training_device(self) -> str:
+        """The device to train or evaluate on: ``device``, else cuda:0 when torch sees a GPU
+        (torch imported only here: the config is read before the dependency check)."""
+        if self.device:
+            return self.device
+        import torch
+
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+
     @property
     def uses_azure_ml(self) -> bool:
         """Tracking in an Azure ML workspace: its three variables, or an azureml:// URI."""

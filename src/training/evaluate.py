@@ -53,8 +53,6 @@ class EvaluationFailed(Exception):
 
 def run_checkpoint_mode(config: RunConfig, app: App, download_dir: Path) -> int:
     """Evaluate or export config.checkpoint_uri (config.run_mode); the exit code."""
-    import torch
-
     from training.backends import load_backend
     from training.checkpoints import fetch_checkpoint
     from training.envs import make_env
@@ -68,7 +66,7 @@ def run_checkpoint_mode(config: RunConfig, app: App, download_dir: Path) -> int:
     source = source_of(config.checkpoint_uri, checkpoint)
     warn_if_another_task(config, source.get("task"))
     config = with_task(config, source.get("task"))
-    device = config.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+    device = config.training_device()
     num_envs = min(config.num_envs, config.eval_episodes) if config.run_mode == "evaluate" else 1
     videos = evaluation_video_settings(config)
     env_handle = make_env(config.task, backend=backend, num_envs=num_envs, seed=config.seed,

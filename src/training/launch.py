@@ -179,7 +179,7 @@ def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> 
         resumed = None  # the run is rank 0's; this rank needs only the checkpoint
     if nothing_left_to_do(config, init, config.max_iterations):  # before a slow env start
         return finish_earlier_run(config, backend, resumed) if continued(resumed) else EXIT_OK
-    device = config.device or _default_device()
+    device = config.training_device()
     env_handle = make_env(config.task, backend=backend, num_envs=config.num_envs,
                           seed=config.seed, device=device, task_modules=config.task_modules,
                           overrides=config.overrides, video=settings_for(config))
@@ -275,12 +275,6 @@ def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_i
         "workflow_id": config.workflow_id or "",
         "image": config.image or "",
     }
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 if __name__ == "__main__":

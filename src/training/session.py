@@ -393,11 +393,9 @@ def export_earlier_final(client: Any, config: RunConfig, backend: Backend, run_i
                          final: Checkpoint, env_handle: EnvHandle | None) -> None:
     """policy_export.export_final for a run whose training an earlier attempt finished; an env
     that cannot be made is a failed export like any other (a warning, the run stands)."""
-    import torch
-
     from training.envs import make_env
 
-    device = config.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+    device = config.training_device()
     made = None
     if env_handle is None:
         try:
