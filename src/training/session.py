@@ -184,13 +184,15 @@ class TrackedRun:
             # pod, and a rescheduled attempt resumes from the last stored checkpoint.
             raise StoreFailure(f"the final checkpoint could not be stored ({first_line(error)}); "
                                f"it is kept at {final}", error) from error
-        self._videos.close(deadline)  # the last video, rendering since the last iteration
         self._report_metrics()
         print(f"training done at iteration {result.final_iteration}; {report.summary()}",
               flush=True)
         announce_resume_uri(self.client, self.run_id)
         policy_export.export_final(self.client, self.config, self.backend, self.env_handle,
                                    self.run_id, final_info, device=self.device)  # never raises
+        # The last video has been rendering since the last iteration, alongside the uploads and
+        # the export: only now is it waited for.
+        self._videos.close(deadline)
         if self.config.register_checkpoint:
             register_final(self.client, self.config, self.run_id, self.settings, final_info)
         self.succeeded = True
