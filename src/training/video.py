@@ -380,7 +380,7 @@ class ForkedVideos(NoVideos):
         self._uploads = _Uploads(upload, TRAINED)
         self._current_policy: Callable[[], Policy] | None = None
         self._children: dict[int, threading.Thread] = {}  # pid -> its watcher
-        self._mid_run: int | None = None  # the pid of the mid-run video rendering now
+        self._mid_run: threading.Thread | None = None  # the last mid-run video's watcher
         self._given_up: set[int] = set()  # killed by close or abort: nothing to report
 
     def policy_ready(self, current_policy: Callable[[], Policy]) -> None:
@@ -393,8 +393,7 @@ class ForkedVideos(NoVideos):
             return
         if self._uploads.disabled or self._current_policy is None:
             return
-        mid_run = self._mid_run
-        rendering = self._children.get(mid_run) if mid_run is not None else None
+        rendering = self._mid_run
         if not final and rendering is not None and rendering.is_alive():  # one at a time
             _say(f"iteration_{done}.mp4 skipped: {rendering.name}.mp4 is still rendering")
             return
@@ -405,11 +404,11 @@ class ForkedVideos(NoVideos):
         except Exception as error:  # noqa: BLE001 -- a video is not worth the run
             _say(f"iteration_{done}.mp4 not recorded: no copy of the policy ({first_line(error)})")
             return
-        pid = self._fork(done, final, policy)
+        watcher = self._fork(done, final, policy)
         if not final:
-            self._mid_run = pid
+            self._mid_run = watcher
 
-    def _fork(self, done: int, final: bool, policy: Policy) -> int:
+    def _fork(self, done: int, final: bool, policy: Policy) -> threading.Thread:
         path = self.folder / f"iteration_{done}.mp4"
         read_fd, write_fd = os.pipe()
         with warnings.catch_warnings():  # 3.12+: "multi-threaded, fork may deadlock": the
@@ -423,7 +422,7 @@ class ForkedVideos(NoVideos):
                                    name=path.stem, daemon=True)
         self._children[pid] = watcher
         watcher.start()
-        return pid
+        return watcher
 
     def _child(self, write_fd: int, path: Path, policy: Policy) -> None:
         """Render, report one JSON line through the pipe, and leave at once with os._exit: no
@@ -458,8 +457,6 @@ class ForkedVideos(NoVideos):
             text = pipe.read().decode(errors="replace")
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
-        if self._mid_run == pid:
-            self._mid_run = None
         if pid in self._given_up:
             return
         try:
