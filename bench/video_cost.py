@@ -42,12 +42,12 @@ def expected_videos(iterations: int, interval: int) -> list[str]:
 
 
 def sample(video: bool, args: argparse.Namespace, server: MlflowServer, scratch: Path,
-           index: int) -> tuple[float, list[str]]:
+           index: int, **extra_env: str) -> tuple[float, list[str]]:
     """Wall seconds of one launcher process (exit 0 required) and the videos it wrote."""
     out = scratch / f"out{index}"
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), SKIP_PIP_INSTALL="1",
                MLFLOW_TRACKING_URI=server.url, TRAINING_OUTPUT_DIR=str(out),
-               EXPERIMENT_NAME=f"video-cost-{'video' if video else 'plain'}")
+               EXPERIMENT_NAME=f"video-cost-{'video' if video else 'plain'}", **extra_env)
     for name in ("VIDEO", "VIDEO_LENGTH", "VIDEO_INTERVAL", "WORKFLOW_ID"):
         env.pop(name, None)
     command = [sys.executable, "-m", "training.launch", "--task", args.task, "--backend",

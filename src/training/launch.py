@@ -10,7 +10,8 @@ The steps, one module each:
 4. app: the Isaac Sim app, inside an Isaac Lab image (it re-installs our handlers);
 5. smoke: optional checks; tracking: where to log;
 6. resume: an earlier attempt of this workflow to continue; checkpoints: the one to start from;
-7. envs: the task, wrapped for the backend chosen by name (backends);
+7. envs: the task, wrapped for the backend chosen by name (backends); on the CPU, one torch
+   thread (:func:`one_torch_thread_on_cpu`);
 8. session: one MLflow run around training (rank 0's; other ranks train in step): metrics
    and uploads while the backend trains, the final checkpoint, registration; it ends the run
    on every path;
@@ -180,6 +181,7 @@ def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> 
     if nothing_left_to_do(config, init, config.max_iterations):  # before a slow env start
         return finish_earlier_run(config, backend, resumed) if continued(resumed) else EXIT_OK
     device = config.training_device()
+    one_torch_thread_on_cpu(device, app, os.environ)
     env_handle = make_env(config.task, backend=backend, num_envs=config.num_envs,
                           seed=config.seed, device=device, task_modules=config.task_modules,
                           overrides=config.overrides, video=settings_for(config))
@@ -197,6 +199,19 @@ def run(config: RunConfig, stop: GracefulStop, app: App, download_dir: Path) -> 
             return tracked.finish(tracked.train(init), init)
     finally:
         env_handle.close()
+
+
+def one_torch_thread_on_cpu(device: str, app: App, environ: Mapping[str, str]) -> None:
+    """Training a gymnasium task on the CPU: torch computes with one thread unless the user
+    set OMP_NUM_THREADS. The policies are small MLPs on batches of a few thousand samples,
+    where torch's default (a thread per core) gains nothing and its idle OpenMP workers spin,
+    a core each, taking the CPU the env, the uploads and the video renderer need
+    (bench/RESULTS.md: one thread trained 5-10 % faster with 16 envs, as fast with 256). With
+    an Isaac Sim app, or on a GPU, torch keeps its default."""
+    if device == "cpu" and app is NO_APP and not environ.get("OMP_NUM_THREADS"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def smoke_test(config: RunConfig) -> None:
@@ -255,6 +270,8 @@ def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_i
                  versions: Mapping[str, str]) -> dict[str, str]:
     """What a run is: logged both as params (searchable) and tags (the later auto-resume by
     workflow id looks runs up by tag)."""
+    import torch
+
     from training.overrides import as_params
     from training.sweep_report import sweep_tags
 
@@ -266,6 +283,7 @@ def run_settings(config: RunConfig, env_handle: Any, max_iterations: int, save_i
         "max_iterations": str(max_iterations),
         "save_interval": str(save_interval),
         "seed": str(env_handle.seed),
+        "torch_threads": str(torch.get_num_threads()),  # one_torch_thread_on_cpu
         "backend": config.backend,
         **versions,
         "env_kind": str(env_handle.kind),

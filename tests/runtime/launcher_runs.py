@@ -32,6 +32,7 @@ def launcher_env(tracking_uri: str | None, output_dir: Path, version: str = VENV
     env = env_for_version(version)
     for name in CONTRACT_VARIABLES:
         env.pop(name, None)
+    env.pop("OMP_NUM_THREADS", None)  # the launcher's own CPU default (one torch thread)
     env["TRAINING_OUTPUT_DIR"] = str(output_dir)
     env["SKIP_PIP_INSTALL"] = "1"  # tests never install anything
     if tracking_uri:

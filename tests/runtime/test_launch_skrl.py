@@ -38,7 +38,8 @@ def _env(server: MlflowServer, out: Path, **extra: str) -> dict[str, str]:
 def test_a_killed_skrl_run_resumes_in_the_same_run_and_registers(
         mlflow_server: MlflowServer, tmp_path: Path) -> None:
     client = MlflowClient(mlflow_server.url)
-    env = _env(mlflow_server, tmp_path / "pod-1", WORKFLOW_ID=f"wf-{uuid.uuid4().hex[:8]}")
+    env = _env(mlflow_server, tmp_path / "pod-1", WORKFLOW_ID=f"wf-{uuid.uuid4().hex[:8]}",
+               OMP_NUM_THREADS="2")  # the user's thread count, not the CPU default of one
     args = train_args(6, *SKRL, "--save-interval", "2", num_envs=4)
     with background_launcher(env, *args, cwd=tmp_path) as first:
         run_id = first.wait_for(r"^run (\w+): ", 120)[1]
@@ -58,6 +59,7 @@ def test_a_killed_skrl_run_resumes_in_the_same_run_and_registers(
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["attempts"] == "2"
     assert run.data.params["backend"] == "skrl" and run.data.params["skrl_version"]
+    assert run.data.params["torch_threads"] == "2"
     assert run.data.tags["registered_model"] == f"{name}/1"
 
 

@@ -82,6 +82,7 @@ def test_train_streams_metrics_and_checkpoints_and_stores_the_final(
     assert any(k.startswith("system/") for k in run.data.metrics)  # MLflow's system metrics
     assert run.data.params["num_envs"] == "8" and run.data.params["max_iterations"] == "20"
     assert run.data.params["rsl_rl_version"] == "5.5.1"
+    assert run.data.params["torch_threads"] == "1"  # on the CPU; torch's default: one a core
     assert run.data.tags["workflow_id"] == "wf-123"
     assert run.data.tags["payload_sha256"] == "ab" * 32
     assert run.data.tags["resume_uri"] == f"runs:/{run_id}/checkpoints/final"
