@@ -206,8 +206,8 @@ def one_torch_thread_on_cpu(device: str, app: App, environ: Mapping[str, str]) -
     set OMP_NUM_THREADS. The policies are small MLPs on batches of a few thousand samples,
     where torch's default (a thread per core) gains nothing and its idle OpenMP workers spin,
     a core each, taking the CPU the env, the uploads and the video renderer need
-    (bench/RESULTS.md: one thread trained 5-10 % faster with 16 envs, as fast with 256). With
-    an Isaac Sim app, or on a GPU, torch keeps its default."""
+    (bench/RESULTS.md, fifth video look: one thread trained as fast or faster, median 0.93 with
+    16 envs, as fast with 256). With an Isaac Sim app, or on a GPU, torch keeps its default."""
     if device == "cpu" and app is NO_APP and not environ.get("OMP_NUM_THREADS"):
         import torch
 
