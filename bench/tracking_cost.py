@@ -495,7 +495,7 @@ def main() -> None:
     from training import launch
 
     # The environment the launcher gives MLflow before importing it (telemetry off, ...).
-    for name, value in launch.MLFLOW_HTTP_DEFAULTS.items():
+    for name, value in launch.ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     # Everything the samples use, imported once here; each sample is a fork of this process.
     import mlflow  # noqa: F401

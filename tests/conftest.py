@@ -1,7 +1,12 @@
 # Shared fixtures live in tests/support/ so each area owns its own module.
+import os
 from pathlib import Path
 
 import pytest
+from support.telemetry import TELEMETRY_OFF
+
+for _name, _value in TELEMETRY_OFF.items():  # before any test imports MLflow or onnxruntime
+    os.environ.setdefault(_name, _value)
 
 pytest_plugins = ["support.mlflow_server", "support.rslrl_versions"]
 

@@ -57,9 +57,10 @@ EXIT_REGISTRATION_FAILED = 6
 EXIT_CHECKPOINT_UNUSABLE = 7
 EXIT_RETRYABLE = 75  # EX_TEMPFAIL: the workflow template reschedules the task
 
-# MLflow's HTTP client retries a refused request for minutes by default; our upload and metric
-# threads retry with their own backoff, so each single request should fail fast instead.
-MLFLOW_HTTP_DEFAULTS = {
+# The environment the launcher sets before the heavy imports, each unless the user set it.
+ENVIRONMENT_DEFAULTS = {
+    # MLflow's HTTP client retries a refused request for minutes by default; our upload and
+    # metric threads retry with their own backoff, so each single request should fail fast.
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
@@ -68,6 +69,11 @@ MLFLOW_HTTP_DEFAULTS = {
     # MLflow 3 sends usage telemetry from a thread of the training process, to a public host
     # that a cluster pod may not reach, at a cost per MLflow call: off unless the user says.
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    # onnxruntime 1.29+ (the export checks policy.onnx in it) sends usage events from Linux
+    # too: a device id under ~/.cache/Microsoft/DeveloperTools/.onnxruntime and uploads to
+    # mobile.events.data.microsoft.com. Set before onnxruntime starts, this turns all of it
+    # off (no id, no cache, no connection; onnxruntime PR 27379).
+    "ORT_DISABLE_TELEMETRY": "1",
 }
 
 
@@ -136,7 +142,7 @@ def launch(argv: Sequence[str]) -> tuple[int, App]:
                                         backend=config.backend, video=config.video)
         if installed:
             print(f"installed missing packages: {' '.join(installed)}", flush=True)
-        for name, value in MLFLOW_HTTP_DEFAULTS.items():
+        for name, value in ENVIRONMENT_DEFAULTS.items():
             os.environ.setdefault(name, value)
         config = distributed.for_this_rank(config)  # cuda:<local rank>, or cpu
         app = start_app(config, reinstall_signals=stop.install)

@@ -4,6 +4,8 @@ this project). ``predict(obs)``: float32 observations ``(batch, obs_dim)`` (an n
 DataFrame of float32 columns) -> actions ``(batch, action_dim)``, computed by the model's
 ``policy.onnx`` in onnxruntime."""
 
+import os
+
 import mlflow
 
 
@@ -15,6 +17,9 @@ class OnnxPolicy(mlflow.pyfunc.PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context):
+        # onnxruntime 1.29+ reports usage to a public host from Linux as well unless told
+        # not to before it starts (the launcher does the same); the user's own setting wins.
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         import onnxruntime
 
         self.session = onnxruntime.InferenceSession(context.artifacts["onnx"],

@@ -40,6 +40,8 @@ def azure_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureSer
     finally:
         service.close()
         server.stop()
+    # Azurite is node code, out of the socket guard's reach: its telemetry must not have run.
+    assert not service.azurite.telemetry_id.exists(), "Azurite's telemetry was on"
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from launcher_runs import (
 )
 from mlflow import MlflowClient
 from support.mlflow_server import MlflowServer, free_port, not_mlflow_server
+from support.telemetry import TELEMETRY_OFF
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +99,27 @@ def test_train_streams_metrics_and_checkpoints_and_stores_the_final(
     assert manifest["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert (manifest["run_id"], manifest["task"], manifest["backend"]) == (run_id, TASK, "rsl_rl")
     assert manifest["rsl_rl_version"] == "5.5.1"
+
+
+def test_a_training_run_reports_to_no_one_and_leaves_no_machine_id(
+        mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    """Every run checks its exported policy.onnx in onnxruntime, which since 1.29 also sends
+    usage events from Linux (mobile.events.data.microsoft.com) and keeps a device id and an
+    event cache under ~/.cache/Microsoft/DeveloperTools/.onnxruntime; MLflow 3 would keep an
+    installation id under ~/.config/mlflow. The launcher turns both off itself, so nothing
+    lands in HOME, whatever the user's shell holds (here: none of the opt-outs, and no
+    PYTEST_CURRENT_TEST, which MLflow takes for a CI). Fails on the code before
+    ORT_DISABLE_TELEMETRY, which left the onnxruntime device id."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = launcher_env(mlflow_server.url, tmp_path / "out", HOME=str(home))
+    for name in (*TELEMETRY_OFF, "PYTEST_CURRENT_TEST", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
+        env.pop(name, None)
+    result = run_launcher(env, *train_args(1), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "policy exported: runs:/" in result.stdout  # onnxruntime did run
+    assert sorted(str(path.relative_to(home)) for path in home.rglob("*")
+                  if path.is_file()) == []
 
 
 def test_registering_twice_gives_versions_1_and_2(mlflow_server: MlflowServer,

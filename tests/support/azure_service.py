@@ -146,6 +146,12 @@ class Azurite:
         self.port = 0
         self._process: subprocess.Popen | None = None
 
+    @property
+    def telemetry_id(self) -> Path:
+        """The instance id Azurite keeps in its data folder once its telemetry starts
+        (azurite/dist/src/common/Telemetry.js, GetInstanceID: <location>/AzuriteConfig)."""
+        return self.root / "data" / "AzuriteConfig"
+
     def start(self) -> Azurite:
         if not AZURITE_BIN.exists():
             raise RuntimeError(f"{AZURITE_BIN} is missing: run scripts/setup.sh")
@@ -154,6 +160,8 @@ class Azurite:
         self._process = subprocess.Popen(
             [str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort", "0",
              "--location", str(self.root / "data"), "--skipApiVersionCheck",
+             # Loopback only: Azurite reports usage to Application Insights by default.
+             "--disableTelemetry",
              "--cert", str(self.certificates.cert), "--key", str(self.certificates.key)],
             stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
         assert self._process.stdout is not None
