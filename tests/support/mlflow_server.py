@@ -8,6 +8,7 @@ store, which the tracking-outage test uses.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,10 +28,27 @@ import pytest
 STARTUP_TIMEOUT_S = 90.0
 
 
+PORT_BAND = 2000  # ports a process picks from: one band to each pytest-xdist worker
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on now, from this process's own band.
+
+    Not the kernel's pick (bind to port 0): that comes from the ephemeral range, shared by
+    both xdist workers and by every outgoing connection, so a port one test expects to stay
+    its own (a server stopped and started again on it, a port where nothing may answer)
+    could be handed to the other worker in between. Bands lie below the ephemeral range
+    (32768 up on Linux): the main process 10000-11999, worker gwN 12000 + 2000 N onwards."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    band = 10000 + (PORT_BAND * (1 + int(worker[2:])) if worker.startswith("gw") else 0)
+    for port in random.sample(range(band, band + PORT_BAND), PORT_BAND):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on 127.0.0.1 in {band}-{band + PORT_BAND - 1}")
 
 
 class MlflowServer:
@@ -52,7 +70,9 @@ class MlflowServer:
         log = self.log_path.open("ab")
         # Without job execution: MLflow 3.x would otherwise start a job runner and its
         # workers after /health answers, CPU the tests' training runs need (none use jobs).
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        # Nor usage telemetry to a public host (the benchmarks start servers outside pytest).
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+               "MLFLOW_DISABLE_TELEMETRY": "true"}
         # Own process group: stop() kills the server and its worker together.
         self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True, env=env)
