@@ -22,6 +22,7 @@ Every request is recorded (`AzureService.requests`) so tests can assert what was
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -232,15 +233,18 @@ class BlobProxy:
             with socket.create_connection(("127.0.0.1", self.azurite.port)) as upstream:
                 client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 sockets = [client, upstream]
-                while True:
-                    readable, _, _ = select.select(sockets, [], [], 60)
-                    if not readable:
-                        return
-                    for source in readable:
-                        data = source.recv(65536)
-                        if not data:
+                # A side that goes away mid-transfer (a launcher the test SIGKILLs while it
+                # uploads) ends the tunnel as a closed one does.
+                with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                    while True:
+                        readable, _, _ = select.select(sockets, [], [], 60)
+                        if not readable:
                             return
-                        (upstream if source is client else client).sendall(data)
+                        for source in readable:
+                            data = source.recv(65536)
+                            if not data:
+                                return
+                            (upstream if source is client else client).sendall(data)
 
     def close(self) -> None:
         self._server.close()
