@@ -47,8 +47,8 @@ def main() -> None:
                     seconds = {}
                     for per_core in ((False, True) if pair % 2 == 0 else (True, False)):
                         extra = {"OMP_NUM_THREADS": cores} if per_core else {}
-                        seconds[per_core], _ = sample(False, run_args, server, scratch, index,
-                                                      **extra)
+                        seconds[per_core], _, _ = sample(False, run_args, server, scratch,
+                                                         index, **extra)
                         index += 1
                     ratios.append(seconds[False] / seconds[True])
                     print(f"{num_envs} envs, pair {pair + 1}/{args.pairs}: one thread "
