@@ -38,7 +38,6 @@ warning line says why and how to export it later, the run is tagged ``policy_exp
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import sys
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training import checkpoints
+from training.console import quiet_stdout
 from training.store import first_line
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ def _save_pyfunc_model(policy: Policy, onnx_path: Path, model_dir: Path) -> None
     requirements = [f"mlflow=={mlflow.__version__}",
                     f"onnxruntime=={importlib.metadata.version('onnxruntime')}",
                     f"numpy=={np.__version__}"]
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), \
+    with quiet_stdout(), warnings.catch_warnings(), \
             _environment(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):  # it copies one file
         warnings.simplefilter("ignore")
         mlflow.pyfunc.save_model(path=str(model_dir), python_model=str(PYFUNC_CODE),

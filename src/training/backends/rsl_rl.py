@@ -60,6 +60,7 @@ from training.backends.base import (  # noqa: E402
     checkpoint_format_of,
     describe_checkpoint_format,
 )
+from training.console import quiet_stdout  # noqa: E402
 from training.store import first_line  # noqa: E402
 
 NAME = "rsl_rl"
@@ -247,7 +248,7 @@ def build_runner(
     cfg["seed"] = env_handle.seed
     cfg["save_interval"] = 1  # every iteration ends in save(): our boundary (see module doc)
     log_dir.mkdir(parents=True, exist_ok=True)
-    with compat.quiet_stdout():
+    with quiet_stdout():  # rsl-rl prints the models it builds
         runner = HookedRunner(env_handle.env, cfg, log_dir=str(log_dir), device=device)
     if init is not None and mode is not None:
         try:

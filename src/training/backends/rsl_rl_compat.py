@@ -17,7 +17,6 @@ it is not tested.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib.metadata
 import os
@@ -27,6 +26,8 @@ from typing import Any
 
 import rsl_rl
 import torch
+
+from training.console import quiet_stdout
 
 
 def _installed_version() -> str:
@@ -169,16 +170,8 @@ _METRIC_RENAMES = {
     "Perf/collection time": "Perf/collection_time",  # 2.x/3.x (sic)
 }
 
-_DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-
-
-def quiet_stdout() -> contextlib.AbstractContextManager[Any]:
-    """Silence rsl-rl's console output (model printouts, a ~25-line block per iteration):
-    the launcher prints one line per iteration instead."""
-    return contextlib.redirect_stdout(_DEVNULL)
-
-
 def _quiet(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` without rsl-rl's ~25-line block per iteration (the launcher prints one)."""
     def quiet(*args: Any, **kwargs: Any) -> Any:
         with quiet_stdout():
             return method(*args, **kwargs)

@@ -65,6 +65,7 @@ from training.backends.base import (
     checkpoint_format_of,
     describe_checkpoint_format,
 )
+from training.console import quiet_stdout
 
 NAME = "skrl"
 SKRL_VERSION: str = compat.SKRL_VERSION
@@ -327,7 +328,7 @@ class HookedTraining:
         # With several ranks skrl's set_seed adds its rank to this seed once more: the agent's
         # torch seed is the task's seed + 2 x rank, the env's + rank (distinct on every rank)
         cfg["seed"] = env_handle.seed
-        with compat.quiet_stdout():
+        with quiet_stdout():  # 1.4.3's Runner prints each model's generated source
             self.runner = Runner(env_handle.env, cfg)
         self.agent = self.runner.agent
         self.rollouts = compat.rollouts(self.agent)

@@ -29,10 +29,8 @@ Importing this module imports ``skrl`` (light), not its agents or torch-heavy pa
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-import os
 from typing import Any
 
 import skrl
@@ -96,14 +94,6 @@ def set_timesteps(trainer: Any, timesteps: int) -> None:
         trainer.cfg.timesteps = timesteps
     else:
         trainer.timesteps = timesteps
-
-
-_DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-
-
-def quiet_stdout() -> contextlib.AbstractContextManager[Any]:
-    """Silence skrl's console output (1.4.3's Runner prints each model's generated source)."""
-    return contextlib.redirect_stdout(_DEVNULL)
 
 
 # --- metrics -----------------------------------------------------------------------------------
